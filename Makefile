@@ -1,0 +1,35 @@
+# recsynth — `make` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test demo bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv: torch==2.13.0 (CPU wheel) first, then recsynth with dev extras
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)  ## run the whole test suite
+	$(PY) -m pytest
+
+demo: $(STAMP)  ## split sample_data/, score a popularity sampler against it
+	$(PY) benchmarks/demo.py
+
+bench: $(STAMP)  ## run the benchmarks (writes benchmarks/results/*.json)
+	$(PY) benchmarks/bench_evaluate.py
+
+lint: $(STAMP)  ## ruff
+	$(VENV)/bin/ruff check recsynth tests benchmarks
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache build *.egg-info

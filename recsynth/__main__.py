@@ -1,0 +1,3 @@
+from recsynth.cli import main
+
+raise SystemExit(main())

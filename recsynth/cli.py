@@ -1,0 +1,225 @@
+"""Command line: parse → call the library → render → exit code. The only module that prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from recsynth import __version__, io
+from recsynth.config import DEFAULT_KS, DEFAULT_RECOMMENDERS, EvalConfig
+from recsynth.errors import DataError, GateFailed, RecsynthError, UsageError
+
+app = typer.Typer(
+    name="recsynth",
+    help="Learn synthetic user-item interaction logs from real ones, and score them.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+stderr = Console(stderr=True)
+SEED_ENV = "RECSYNTH_SEED"
+
+Seed = Annotated[int, typer.Option(help="Random seed; same inputs and seed, same output.",
+                                   envvar=SEED_ENV)]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+UserCol = Annotated[Optional[str], typer.Option("--user-col", help="User key column.")]
+ItemCol = Annotated[Optional[str], typer.Option("--item-col", help="Item key column.")]
+TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Timestamp column.")]
+SchemaFile = Annotated[Optional[str], typer.Option(
+    "--schema", help="Schema file (TOML/JSON from `recsynth schema`) overriding inference.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"recsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """recsynth: synthetic interaction logs that keep collaborative structure, not users."""
+
+
+def _split_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"{what}: expected a comma-separated list")
+    return items
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(t) for t in _split_list(text, "--k")}))
+    except ValueError:
+        raise UsageError(f"--k {text!r}: expected whole numbers like 5,10,20,50") from None
+    if ks[0] < 1:
+        raise UsageError("--k values must be at least 1")
+    return ks
+
+
+@app.command()
+def evaluate(
+    train: Annotated[str, typer.Option(help="Real users the generator was fitted on (Parquet "
+                                            "file, directory or glob).")],
+    holdout: Annotated[str, typer.Option(help="Real users the generator never saw.")],
+    synthetic: Annotated[str, typer.Option(help="Synthetic log to score (any generator).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON "
+                                                          "object on stdout.")] = False,
+    out: Annotated[Optional[str], typer.Option(help="Also write the JSON result here.")] = None,
+    min_rating: Annotated[Optional[float], typer.Option(
+        help="Only rows rated at least this count as positives for utility.")] = None,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs K, comma-separated.")] =
+        ",".join(map(str, DEFAULT_KS)),
+    recommenders: Annotated[str, typer.Option(help="Recommenders, comma-separated.")] =
+        ",".join(DEFAULT_RECOMMENDERS),
+    fail_under: Annotated[Optional[list[str]], typer.Option(
+        help="METRIC=V: exit 5 when METRIC < V (e.g. tstr=0.9). Repeatable.")] = None,
+    fail_over: Annotated[Optional[list[str]], typer.Option(
+        help="METRIC=V: exit 5 when METRIC > V (e.g. mia_auc=0.6). Repeatable.")] = None,
+    users: Annotated[Optional[str], typer.Option(
+        help="User side table (Parquet) with attributes for the fairness groups.")] = None,
+    schema: SchemaFile = None,
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    time_col: TimeCol = None,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables or progress.")] = False,
+) -> None:
+    """Score a synthetic log against real train and held-out users (utility, fidelity,
+    privacy, fairness)."""
+    from recsynth.evaluate import evaluate as run_evaluation
+    from recsynth.gates import apply_gates, check_paths, parse_gates
+    from recsynth.inputs import load_inputs
+    from recsynth.progress import StageReporter
+    from recsynth.recommenders.base import RECOMMENDER_NAMES
+    from recsynth.render import render_evaluation
+
+    ks = _parse_ks(k)
+    recs = tuple(_split_list(recommenders, "--recommenders"))
+    unknown = [r for r in recs if r not in RECOMMENDER_NAMES]
+    if unknown:
+        raise UsageError(f"--recommenders: unknown {unknown[0]!r} "
+                         f"(choose from {', '.join(RECOMMENDER_NAMES)})")
+    gates = parse_gates(fail_under or [], fail_over or [])
+    if out is not None:
+        io.check_writable(out, overwrite)
+    config = EvalConfig(ks=ks, recommenders=recs, min_rating=min_rating, seed=seed)
+
+    with StageReporter(stderr, quiet=quiet) as report:
+        report("reading train, holdout and synthetic logs")
+        inputs = load_inputs(train, holdout, synthetic, schema_file=schema, user_col=user_col,
+                             item_col=item_col, time_col=time_col, users_table=users,
+                             min_rating=min_rating)
+        result = run_evaluation(inputs, config, on_stage=report)
+    check_paths(gates, result)
+    result["gates"] = apply_gates(gates, result)
+
+    text = json.dumps(result, indent=2, sort_keys=False) + "\n"
+    if out is not None:
+        io.write_text(text, out, overwrite=overwrite)
+    if not quiet:
+        render_evaluation(result, stderr)
+    if json_out:
+        sys.stdout.write(text)
+    elif out is not None:
+        typer.echo(out)
+    failed = [g for g in result["gates"] if not g["passed"]]
+    if failed:
+        g = failed[0]
+        raise GateFailed(f"quality gate failed: {g['metric']} = {g['value']} "
+                         f"(--fail-{g['fail']} {g['threshold']})")
+
+
+@app.command()
+def split(
+    real: Annotated[str, typer.Argument(help="Real log (Parquet file, directory or glob).")],
+    train: Annotated[str, typer.Option(help="Output Parquet file for the train users.")],
+    holdout: Annotated[str, typer.Option(help="Output Parquet file for the held-out users.")],
+    holdout_frac: Annotated[float, typer.Option(help="Share of users held out.")] = 0.2,
+    user_col: UserCol = None,
+    schema: SchemaFile = None,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Split a log by user: every user's whole history lands on one side."""
+    from recsynth.schema import resolve_schema
+    from recsynth.split import split_frame
+
+    if os.path.abspath(train) == os.path.abspath(holdout):
+        raise UsageError("--train and --holdout must be different files")
+    io.check_writable(train, overwrite)
+    io.check_writable(holdout, overwrite)
+    lf = io.scan(real)
+    user = user_col or resolve_schema(lf, str(real), schema).user_col
+    if user not in lf.collect_schema():
+        raise DataError(f"{real}: column {user!r} given by --user-col not found")
+    train_lf, holdout_lf = split_frame(lf, user, holdout_frac, seed, str(real))
+    with io.atomic_path(train, overwrite) as tmp_train, \
+            io.atomic_path(holdout, overwrite) as tmp_holdout:
+        train_lf.sink_parquet(tmp_train)
+        holdout_lf.sink_parquet(tmp_holdout)
+    typer.echo(train)
+    typer.echo(holdout)
+
+
+@app.command("schema")
+def schema_cmd(
+    data: Annotated[str, typer.Argument(help="Log to inspect (Parquet file, directory or glob).")],
+    fmt: Annotated[str, typer.Option("--format", help="toml or json.")] = "toml",
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    time_col: TimeCol = None,
+) -> None:
+    """Print the inferred schema; edit it and pass it back with --schema."""
+    from recsynth.schema import dump_schema, infer_schema
+
+    if fmt not in ("toml", "json"):
+        raise UsageError(f"--format {fmt!r}: use toml or json")
+    lf = io.scan(data)
+    sys.stdout.write(dump_schema(infer_schema(lf, str(data), user_col, item_col, time_col), fmt))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: map every failure to one stderr line and an exit code (GUIDE §5)."""
+    try:
+        app(args=argv, prog_name="recsynth", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except RecsynthError as exc:
+        stderr.print(f"recsynth: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        stderr.print("recsynth: interrupted", markup=False)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show(file=sys.stderr)
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            stderr.print("recsynth: aborted", markup=False)
+            return 130
+        if os.environ.get("RECSYNTH_DEBUG"):
+            traceback.print_exc()
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        stderr.print(f"recsynth: internal error: {type(exc).__name__}: {msg} "
+                     "(set RECSYNTH_DEBUG=1 for a traceback)", markup=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""Exceptions that carry the process exit code, so the CLI maps them without guessing.
+
+Exit codes (GUIDE §5): 0 ok, 1 internal error, 2 usage, 3 bad input data/schema,
+4 output exists, 5 quality gate failed.
+"""
+
+from __future__ import annotations
+
+
+class RecsynthError(Exception):
+    """An expected failure with a one-line message for the user."""
+
+    exit_code = 1
+
+
+class UsageError(RecsynthError):
+    exit_code = 2
+
+
+class DataError(RecsynthError):
+    """Input data or schema is unusable; the message names file, column and problem."""
+
+    exit_code = 3
+
+
+class OutputExistsError(RecsynthError):
+    exit_code = 4
+
+
+class GateFailed(RecsynthError):
+    exit_code = 5

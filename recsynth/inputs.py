@@ -1,0 +1,149 @@
+"""Read and validate the real train, real holdout and synthetic logs for evaluation.
+
+Synthetic data may come from any generator: it needs only the user and item columns, and
+its keys are cast to the real dtypes. Every problem is a DataError naming file and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from recsynth import io
+from recsynth.errors import DataError
+from recsynth.matrix import UserItems, build_catalog, to_user_items
+from recsynth.schema import Schema, resolve_schema
+
+
+@dataclass(frozen=True)
+class Log:
+    source: str
+    frame: pl.DataFrame
+    all_items: UserItems  # every interaction, for privacy and fidelity
+    positives: UserItems  # interactions that count as positives, for utility
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    schema: Schema
+    catalog: pl.Series
+    train: Log
+    holdout: Log
+    synthetic: Log
+    user_attributes: pl.DataFrame | None  # user key + attribute columns of held-out users
+
+
+def _require(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
+    for c in cols:
+        if c not in frame.columns:
+            raise DataError(f"{source}: column {c!r} is missing (columns: "
+                            f"{', '.join(frame.columns)})")
+
+
+def _check_keys(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
+    if frame.height == 0:
+        raise DataError(f"{source}: no rows")
+    for c in cols:
+        nulls = frame.get_column(c).null_count()
+        if nulls:
+            raise DataError(f"{source}: column {c!r} has {nulls} null key value(s)")
+
+
+def _cast_like(frame: pl.DataFrame, source: str, reference: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Bring a column to the real dtype (e.g. float item ids from a tabular GAN)."""
+    exprs = []
+    for name, dtype in reference.items():
+        if name not in frame.columns or frame.schema[name] == dtype:
+            continue
+        col = frame.get_column(name)
+        try:
+            cast = col.cast(dtype, strict=True)
+        except (pl.exceptions.PolarsError, TypeError, ValueError):
+            raise DataError(f"{source}: column {name!r} is {col.dtype} and cannot be read as "
+                            f"{dtype} like the real data") from None
+        exprs.append(pl.lit(cast).alias(name))
+    return frame.with_columns(exprs) if exprs else frame
+
+
+def _positives(frame: pl.DataFrame, schema: Schema, min_rating: float | None,
+               source: str) -> pl.DataFrame:
+    if min_rating is None:
+        return frame
+    rating = schema.rating_col
+    if rating is None:
+        raise DataError(f"{source}: --min-rating needs a rating column, none in the schema")
+    if rating not in frame.columns:
+        raise DataError(f"{source}: column {rating!r} is missing, needed by --min-rating")
+    return frame.filter(pl.col(rating) >= min_rating)
+
+
+def _read(path: str) -> tuple[pl.LazyFrame, str]:
+    return io.scan(path), str(path)
+
+
+def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | None = None,
+                user_col: str | None = None, item_col: str | None = None,
+                time_col: str | None = None, users_table: str | None = None,
+                min_rating: float | None = None) -> EvalInputs:
+    train_lf, train_src = _read(train)
+    holdout_lf, holdout_src = _read(holdout)
+    syn_lf, syn_src = _read(synthetic)
+    schema = resolve_schema(train_lf, train_src, schema_file, user_col, item_col, time_col)
+    keys = [schema.user_col, schema.item_col]
+
+    train_df = io.collect(train_lf.select(schema.names), train_src)
+    reference = dict(train_df.schema)
+    _check_keys(train_df, train_src, keys)
+    hold_names = list(holdout_lf.collect_schema())
+    _require(pl.DataFrame(schema={n: pl.Null for n in hold_names}), holdout_src, keys)
+    holdout_df = io.collect(holdout_lf.select([n for n in schema.names if n in hold_names]),
+                            holdout_src)
+    holdout_df = _cast_like(holdout_df, holdout_src, reference)
+    _check_keys(holdout_df, holdout_src, keys)
+    syn_names = list(syn_lf.collect_schema())
+    _require(pl.DataFrame(schema={n: pl.Null for n in syn_names}), syn_src, keys)
+    syn_df = io.collect(syn_lf.select([n for n in schema.names if n in syn_names]), syn_src)
+    # synthetic user keys are opaque and need not share the real dtype
+    syn_df = _cast_like(syn_df, syn_src,
+                        {n: t for n, t in reference.items() if n != schema.user_col})
+    _check_keys(syn_df, syn_src, keys)
+
+    shared = train_df.select(schema.user_col).unique().join(
+        holdout_df.select(schema.user_col).unique(), on=schema.user_col, how="inner")
+    if shared.height:
+        raise DataError(f"{holdout_src}: column {schema.user_col!r} shares {shared.height} "
+                        f"user(s) with {train_src} (e.g. {shared.item(0, 0)!r}); holdout users "
+                        "must be unseen, split with `recsynth split`")
+
+    catalog = build_catalog(schema.item_col, train_df, holdout_df)
+    logs = []
+    for df, src in ((train_df, train_src), (holdout_df, holdout_src), (syn_df, syn_src)):
+        all_items = to_user_items(df, schema.user_col, schema.item_col, catalog, src)
+        pos_df = _positives(df, schema, min_rating, src)
+        positives = to_user_items(pos_df, schema.user_col, schema.item_col, catalog, src)
+        logs.append(Log(src, df, all_items, positives))
+    attrs = _user_attributes(schema, holdout_df, users_table)
+    return EvalInputs(schema, catalog, logs[0], logs[1], logs[2], attrs)
+
+
+def _user_attributes(schema: Schema, holdout: pl.DataFrame,
+                     users_table: str | None) -> pl.DataFrame | None:
+    """One row per held-out user with its attribute columns (from the log or a side table)."""
+    user = schema.user_col
+    cols = [c.name for c in schema.user_attributes()
+            if c.role in ("categorical", "numeric", "rating") and c.name in holdout.columns]
+    frame = holdout.select([user, *cols]).unique(subset=user, keep="first").sort(user)
+    if users_table is not None:
+        lf, src = _read(users_table)
+        names = list(lf.collect_schema())
+        if user not in names:
+            raise DataError(f"{src}: column {user!r} (the user key) is missing")
+        side = io.collect(lf, src)
+        side = _cast_like(side, src, {user: holdout.schema[user]})
+        if side.get_column(user).is_duplicated().any():
+            raise DataError(f"{src}: column {user!r} has duplicate user keys")
+        extra = [c for c in side.columns if c != user and c not in frame.columns
+                 and side.schema[c] != pl.Null]
+        frame = frame.join(side.select([user, *extra]), on=user, how="left")
+    return frame if frame.width > 1 else None

@@ -1,0 +1,147 @@
+"""Parquet in (file, directory of parts or glob, read lazily) and atomic files out."""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+
+from recsynth.errors import DataError, OutputExistsError
+
+_MAGIC = b"PAR1"
+
+
+def resolve_parquet_paths(spec: str | os.PathLike[str]) -> list[Path]:
+    """Expand a file, a directory of Parquet parts or a glob into sorted file paths."""
+    text = os.fspath(spec)
+    path = Path(text)
+    if any(ch in text for ch in "*?["):
+        files = sorted(Path(p) for p in globlib.glob(text, recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataError(f"{text}: no file matches this glob")
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        if not files:
+            raise DataError(f"{text}: directory holds no *.parquet file")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(f"{text}: no such file or directory")
+    for f in files:
+        _check_parquet_file(f)
+    return files
+
+
+def _check_parquet_file(path: Path) -> None:
+    """Reject empty and non-Parquet files up front, before polars gives a vaguer error."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes), not Parquet")
+    if size < 12:
+        raise DataError(f"{path}: not a Parquet file (too short)")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        fh.seek(-4, os.SEEK_END)
+        tail = fh.read(4)
+    if head != _MAGIC or tail != _MAGIC:
+        raise DataError(f"{path}: not a Parquet file (no PAR1 magic bytes)")
+
+
+def scan(spec: str | os.PathLike[str]) -> pl.LazyFrame:
+    """A lazy frame over every part; parts must agree on column names and dtypes."""
+    files = resolve_parquet_paths(spec)
+    first = _file_schema(files[0])
+    for f in files[1:]:
+        other = _file_schema(f)
+        if set(other) != set(first):
+            missing = sorted(set(first) ^ set(other))
+            raise DataError(f"{f}: columns differ from {files[0]} (column {missing[0]!r})")
+        for name, dtype in other.items():
+            if dtype != first[name]:
+                raise DataError(
+                    f"{f}: column {name!r} is {dtype} here but {first[name]} in {files[0]}"
+                )
+    return pl.scan_parquet([str(f) for f in files])
+
+
+def _file_schema(path: Path) -> dict[str, pl.DataType]:
+    try:
+        return dict(pl.read_parquet_schema(path))
+    except Exception as exc:  # polars/pyarrow raise several types for corrupt files
+        raise DataError(f"{path}: cannot read Parquet metadata ({_first_line(exc)})") from None
+
+
+def collect(lf: pl.LazyFrame, source: str | os.PathLike[str]) -> pl.DataFrame:
+    """Collect, turning engine errors into one-line DataErrors that name the source."""
+    try:
+        return lf.collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{os.fspath(source)}: cannot read ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Refuse to replace existing data unless asked; checked before any work starts."""
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename onto it only if the block succeeds.
+
+    A crash or Ctrl-C leaves the destination untouched and the temp path removed.
+    """
+    out = check_writable(path, overwrite)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        if out.is_dir() and not tmp.is_dir():
+            shutil.rmtree(out)
+        elif out.is_dir() and tmp.is_dir():
+            backup = out.with_name(f".{out.name}.old")
+            os.replace(out, backup)
+            os.replace(tmp, out)
+            shutil.rmtree(backup)
+            return
+        os.replace(tmp, out)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    with atomic_path(path, overwrite) as tmp:
+        df.write_parquet(tmp)
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+

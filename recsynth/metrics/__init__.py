@@ -1,0 +1,1 @@
+"""Utility, fidelity, privacy and fairness figures for synthetic interaction logs."""

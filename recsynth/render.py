@@ -1,0 +1,95 @@
+"""Rich tables for people (stderr); machines read the JSON on stdout instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pick_k(result: dict[str, Any]) -> int:
+    ks = result["config"]["ks"]
+    return 10 if 10 in ks else ks[0]
+
+
+def render_evaluation(result: dict[str, Any], console: Console) -> None:
+    k = _pick_k(result)
+    data = result["data"]
+    console.print(
+        f"[bold]recsynth evaluate[/]  train {data['train']['users']} users / "
+        f"holdout {data['holdout']['users']} users ({data['evaluated_users']} scored) / "
+        f"synthetic {data['synthetic']['users']} users; catalog {data['catalog_items']} items")
+
+    util = Table(title=f"Utility (TSTR): train on real vs synthetic, test on held-out real users, @{k}")
+    util.add_column("recommender")
+    for metric in ("ndcg", "recall", "map", "coverage"):
+        for side in ("real", "syn", "ratio"):
+            util.add_column(f"{metric} {side}", justify="right")
+    for name, figs in result["utility"].items():
+        row = [name]
+        for metric in ("ndcg", "recall", "map", "coverage"):
+            key = f"{metric}@{k}"
+            row += [_fmt(figs["real"].get(key)), _fmt(figs["synthetic"].get(key)),
+                    _fmt(figs["ratio"].get(key), 3)]
+        util.add_row(*row)
+    console.print(util)
+
+    priv = result["privacy"]
+    ref = priv.get("reference", {})
+    ptable = Table(title="Privacy (user level, Jaccard distance on item sets)")
+    ptable.add_column("metric")
+    ptable.add_column("synthetic", justify="right")
+    ptable.add_column("reference", justify="right")
+    ptable.add_column("meaning")
+    rows = [("exact_copy_share", "share of synthetic users identical to a train user"),
+            ("exact_copy_share_5plus", "the same among users with ≥ 5 items (must be 0)"),
+            ("dcr_share", "closer to train than to holdout (0.5 ideal)"),
+            ("mia_auc", "membership inference AUC (0.5 ideal, ≥ 0.6 leaks)"),
+            ("nndr", "median nearest/second-nearest distance ratio"),
+            ("dcr_median", "median distance to the closest train user")]
+    for key, meaning in rows:
+        ptable.add_row(key, _fmt(priv.get(key)), _fmt(ref.get(key)), meaning)
+    console.print(ptable)
+
+    fid = result["fidelity"]
+    ftable = Table(title="Fidelity (synthetic vs real train; 0 = identical)")
+    ftable.add_column("statistic")
+    ftable.add_column("value", justify="right")
+    for key in ("activity_ks", "item_popularity_tvd", "item_popularity_js",
+                "item_popularity_gini_real", "item_popularity_gini_synthetic",
+                "inter_event_gap_ks", "cooccurrence_corr"):
+        if key in fid:
+            ftable.add_row(key, _fmt(fid[key]))
+    for name, col in fid.get("columns", {}).items():
+        ftable.add_row(f"{name} ({col['metric']})", _fmt(col["value"]))
+    console.print(ftable)
+
+    fair = result["fairness"]
+    ntable = Table(title=f"Fairness: NDCG@{k} gap between user groups (real → synthetic)")
+    ntable.add_column("grouping")
+    recs = list(result["utility"])
+    for name in recs:
+        ntable.add_column(name, justify="right")
+    for grouping, block in fair.items():
+        row = [grouping]
+        for name in recs:
+            gap = block["gap"][name]
+            row.append(f"{_fmt(gap['real'].get(f'ndcg@{k}'), 3)} → "
+                       f"{_fmt(gap['synthetic'].get(f'ndcg@{k}'), 3)}")
+        ntable.add_row(*row)
+    console.print(ntable)
+
+    for gate in result.get("gates", []):
+        verdict = "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]"
+        op = "≥" if gate["fail"] == "under" else "≤"
+        console.print(f"gate {gate['metric']} = {_fmt(gate['value'])} (needs {op} "
+                      f"{gate['threshold']}): {verdict}")

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data" / "interactions.parquet"
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def sample_frame() -> pl.DataFrame:
+    return pl.read_parquet(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data split 80/20 by user with `recsynth split`, shared by the CLI tests."""
+    from recsynth.cli import main
+
+    out = tmp_path_factory.mktemp("split")
+    code = main(["split", str(SAMPLE), "--train", str(out / "train.parquet"),
+                 "--holdout", str(out / "holdout.parquet"), "--seed", "0"])
+    assert code == 0
+    return out

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsynth import io
+from recsynth.errors import DataError, OutputExistsError
+
+
+def _write(path: Path, df: pl.DataFrame) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.write_parquet(path)
+    return path
+
+
+def test_file_directory_and_glob_resolve_to_the_same_rows(tmp_path: Path) -> None:
+    a = _write(tmp_path / "parts" / "a.parquet", pl.DataFrame({"user_id": [1, 2], "item_id": [3, 4]}))
+    _write(tmp_path / "parts" / "b.parquet", pl.DataFrame({"user_id": [5], "item_id": [6]}))
+    assert io.resolve_parquet_paths(a) == [a]
+    assert io.scan(tmp_path / "parts").collect().height == 3
+    assert io.scan(str(tmp_path / "parts" / "*.parquet")).collect().height == 3
+
+
+@pytest.mark.parametrize("content,problem", [(b"", "empty"), (b"user_id,item_id\n1,2\n", "not a Parquet")])
+def test_empty_or_non_parquet_file_is_named(tmp_path: Path, content: bytes, problem: str) -> None:
+    bad = tmp_path / "log.parquet"
+    bad.write_bytes(content)
+    with pytest.raises(DataError, match=problem) as err:
+        io.scan(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_missing_path_and_empty_glob(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        io.scan(tmp_path / "nope.parquet")
+    with pytest.raises(DataError, match="no file matches"):
+        io.scan(str(tmp_path / "*.parquet"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no \\*.parquet"):
+        io.scan(tmp_path / "empty")
+
+
+def test_mixed_dtypes_across_parts_name_file_and_column(tmp_path: Path) -> None:
+    _write(tmp_path / "p" / "a.parquet", pl.DataFrame({"user_id": [1], "item_id": [3]}))
+    b = _write(tmp_path / "p" / "b.parquet", pl.DataFrame({"user_id": ["x"], "item_id": [3]}))
+    with pytest.raises(DataError, match="'user_id' is String") as err:
+        io.scan(tmp_path / "p")
+    assert str(b) in str(err.value)
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("keep me")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        io.write_text("new", target)
+    assert target.read_text() == "keep me"
+    io.write_text("new", target, overwrite=True)
+    assert target.read_text() == "new"
