@@ -22,8 +22,15 @@ $(STAMP): pyproject.toml
 test: $(STAMP)  ## run the whole test suite
 	$(PY) -m pytest
 
-demo: $(STAMP)  ## split sample_data/, score a popularity sampler against it
-	$(PY) benchmarks/demo.py
+DEMO := demo_out
+demo: $(STAMP)  ## split sample_data/ by user, score a popularity sampler against the held-out users
+	mkdir -p $(DEMO)
+	$(VENV)/bin/recsynth split sample_data/interactions.parquet --train $(DEMO)/train.parquet \
+		--holdout $(DEMO)/holdout.parquet --holdout-frac 0.2 --seed 0 --overwrite
+	$(PY) benchmarks/baselines.py $(DEMO)/train.parquet --out $(DEMO)/popularity.parquet --overwrite
+	$(VENV)/bin/recsynth evaluate --train $(DEMO)/train.parquet --holdout $(DEMO)/holdout.parquet \
+		--synthetic $(DEMO)/popularity.parquet --users sample_data/users.parquet \
+		--out $(DEMO)/report.json --overwrite
 
 bench: $(STAMP)  ## run the benchmarks (writes benchmarks/results/*.json)
 	$(PY) benchmarks/bench_evaluate.py
@@ -32,4 +39,4 @@ lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check recsynth tests benchmarks
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info $(DEMO)

@@ -192,11 +192,14 @@ def schema_cmd(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: map every failure to one stderr line and an exit code (GUIDE §5)."""
+    """Entry point: map every failure to one stderr line and an exit code (GUIDE §5).
+
+    Typer's standalone mode prints usage errors itself (exit 2); ours are caught here.
+    """
     try:
-        app(args=argv, prog_name="recsynth", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
+        app(args=argv, prog_name="recsynth", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except RecsynthError as exc:
         stderr.print(f"recsynth: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -204,14 +207,6 @@ def main(argv: list[str] | None = None) -> int:
         stderr.print("recsynth: interrupted", markup=False)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show(file=sys.stderr)
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            stderr.print("recsynth: aborted", markup=False)
-            return 130
         if os.environ.get("RECSYNTH_DEBUG"):
             traceback.print_exc()
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -29,17 +29,18 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
         f"holdout {data['holdout']['users']} users ({data['evaluated_users']} scored) / "
         f"synthetic {data['synthetic']['users']} users; catalog {data['catalog_items']} items")
 
-    util = Table(title=f"Utility (TSTR): train on real vs synthetic, test on held-out real users, @{k}")
-    util.add_column("recommender")
-    for metric in ("ndcg", "recall", "map", "coverage"):
-        for side in ("real", "syn", "ratio"):
-            util.add_column(f"{metric} {side}", justify="right")
+    util = Table(title=f"Utility @{k}: trained on real vs synthetic, tested on held-out real "
+                       "users; ratio columns = synthetic/real (TSTR)")
+    util.add_column("model")
+    util.add_column("NDCG real", justify="right")
+    util.add_column("NDCG syn", justify="right")
+    ratio_metrics = {"ndcg": "NDCG", "recall": "recall", "map": "MAP", "hit_rate": "hit",
+                     "coverage": "cover"}
+    for label in ratio_metrics.values():
+        util.add_column(label, justify="right")
     for name, figs in result["utility"].items():
-        row = [name]
-        for metric in ("ndcg", "recall", "map", "coverage"):
-            key = f"{metric}@{k}"
-            row += [_fmt(figs["real"].get(key)), _fmt(figs["synthetic"].get(key)),
-                    _fmt(figs["ratio"].get(key), 3)]
+        row = [name, _fmt(figs["real"].get(f"ndcg@{k}")), _fmt(figs["synthetic"].get(f"ndcg@{k}"))]
+        row += [_fmt(figs["ratio"].get(f"{m}@{k}"), 3) for m in ratio_metrics]
         util.add_row(*row)
     console.print(util)
 
@@ -83,7 +84,7 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
         row = [grouping]
         for name in recs:
             gap = block["gap"][name]
-            row.append(f"{_fmt(gap['real'].get(f'ndcg@{k}'), 3)} → "
+            row.append(f"{_fmt(gap['real'].get(f'ndcg@{k}'), 3)}→"
                        f"{_fmt(gap['synthetic'].get(f'ndcg@{k}'), 3)}")
         ntable.add_row(*row)
     console.print(ntable)

@@ -21,7 +21,7 @@ _MAX_CHUNK_CELLS = 16 * 1024 * 1024
 _MIN_ITEMS_FOR_COPY_CHECK = 5
 # Items whose query-density x reference-density exceeds this go through a dense product:
 # measured break-even of BLAS against scipy's sparse product (10k x 10k users, 2 cores).
-_DENSE_JOINT_DENSITY = 3e-4
+_DENSE_JOINT_DENSITY = 1e-3
 
 
 @dataclass(frozen=True)
@@ -93,32 +93,34 @@ def similarity_blocks(
     Binary 0/1 csr inputs over the same items. Intersections of popular items (where both
     sides are dense enough that a sparse product would fill in anyway) come from a dense
     BLAS product, the rest from a sparse product; counts stay exact in float32, so the
-    split changes timings only.
+    split changes timings only. The block's buffer is reused by the next one: reduce it
+    before asking for more.
     """
     n_a, n_b = a.shape[0], b.shape[0]
     if n_a == 0 or n_b == 0:
         return
     size_a = np.diff(a.indptr).astype(np.float32)
     size_b = np.diff(b.indptr).astype(np.float32)
-    head, tail = _split_items(a, b, max_chunk_cells)
-    b_head = b[:, head].toarray().T.copy() if len(head) else None  # items x refs
+    step = max(1, min(int(chunk_rows), max_chunk_cells // n_b))
+    head, tail = _split_items(a, b, max_chunk_cells // max(n_b, step))
+    b_head = b[:, head].toarray().T.copy()  # items x refs
     b_tail = b[:, tail].T.tocsr()
     empty_b = np.flatnonzero(size_b == 0)
-    step = max(1, min(int(chunk_rows), max_chunk_cells // n_b))
+    sim_buf = np.empty((min(step, n_a), n_b), dtype=np.float32)
+    work_buf = np.empty_like(sim_buf)  # sparse part, then the union sizes
     for start in range(0, n_a, step):
         rows = slice(start, min(start + step, n_a))
         chunk = a[rows]
-        if b_head is not None:
-            sim = chunk[:, head].toarray() @ b_head
-            extra = (chunk[:, tail] @ b_tail).tocoo()
-            sim[extra.row, extra.col] += extra.data
-        else:
-            sim = (chunk @ b_tail).toarray()
-        union = np.add.outer(size_a[rows], size_b)
-        union -= sim
-        np.maximum(union, 1.0, out=union)  # 0 only for two empty sets, set to 1 below
-        np.divide(sim, union, out=sim)
-        del union
+        sim, work = sim_buf[: rows.stop - start], work_buf[: rows.stop - start]
+        np.matmul(chunk[:, head].toarray(), b_head, out=sim)
+        if len(tail):
+            work.fill(0.0)
+            (chunk[:, tail] @ b_tail).toarray(out=work)
+            sim += work
+        np.add.outer(size_a[rows], size_b, out=work)
+        work -= sim
+        np.maximum(work, 1.0, out=work)  # 0 only for two empty sets, set to 1 below
+        np.divide(sim, work, out=sim)
         empty_a = np.flatnonzero(size_a[rows] == 0)
         if len(empty_a) and len(empty_b):
             sim[np.ix_(empty_a, empty_b)] = 1.0
@@ -126,15 +128,16 @@ def similarity_blocks(
 
 
 def _split_items(
-    a: sp.csr_matrix, b: sp.csr_matrix, max_cells: int
+    a: sp.csr_matrix, b: sp.csr_matrix, max_head: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Items worth a dense product: joint density above a measured break-even point."""
+    """Items worth a dense product (joint density above a measured break-even point), at
+    most `max_head` of them, and the rest."""
     density_a = np.bincount(a.indices, minlength=a.shape[1]) / max(a.shape[0], 1)
     density_b = np.bincount(b.indices, minlength=b.shape[1]) / max(b.shape[0], 1)
     joint = density_a * density_b
     order = np.argsort(-joint, kind="stable")
     n_head = int((joint >= _DENSE_JOINT_DENSITY).sum())
-    n_head = min(n_head, max_cells // max(b.shape[0], 1))
+    n_head = min(n_head, max_head)
     return np.sort(order[:n_head]), np.sort(order[n_head:])
 
 
@@ -280,7 +283,8 @@ def _sweep_synthetic(
     col_best = np.full(n_train + n_ref, -np.inf, dtype=np.float32)
     refs = sp.vstack([train, holdout_ref], format="csr")
     for rows, sim in similarity_blocks(synthetic, refs, chunk_rows=chunk_rows):
-        exact[rows] = (sim[:, :n_train] == 1.0).any(axis=1) if n_train else False
+        if n_train:
+            exact[rows] = sim[:, :n_train].max(axis=1) == 1.0
         np.maximum(col_best, sim.max(axis=0), out=col_best)
         if n_ref:
             hold_d[rows] = 1.0 - sim[:, n_train:].max(axis=1).astype(np.float64)
@@ -304,7 +308,7 @@ def _sweep_holdout(
     first = np.full(n, np.inf)
     second = np.full(n, np.inf)
     for rows, sim in similarity_blocks(holdout, train, chunk_rows=chunk_rows):
-        exact[rows] = (sim == 1.0).any(axis=1)
+        exact[rows] = sim.max(axis=1) == 1.0
         if n_ref:
             first[rows], second[rows] = _top2_distances(sim[:, :n_ref])
     return {"exact": exact, "train_ref": Nearest(first, second)}
