@@ -66,6 +66,8 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
     columns = {c.name: kinds[c.role] for c in schema.value_columns()
                if c.role in kinds and c.name in inputs.synthetic.frame.columns}
     time_col = schema.time_col if schema.time_col in inputs.synthetic.frame.columns else None
+    if time_col is not None:
+        columns[time_col] = "time"
     fidelity = fidelity_metrics(
         inputs.train.frame, inputs.synthetic.frame, inputs.train.all_items,
         inputs.synthetic.all_items, user_col=schema.user_col, time_col=time_col,

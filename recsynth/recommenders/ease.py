@@ -27,6 +27,7 @@ _VAL_K = 10
 def _binary(m: sp.spmatrix) -> sp.csr_matrix:
     x = sp.csr_matrix(m, dtype=np.float64, copy=True)
     x.sum_duplicates()
+    x.eliminate_zeros()
     x.data[:] = 1.0
     return x
 
@@ -39,11 +40,41 @@ def modelled_items(train: sp.csr_matrix, max_items: int) -> np.ndarray:
     return np.sort(order)
 
 
+def gram_eigen(x: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs (w, Q) of G = XᵀX on its row space: G = Q diag(w) Qᵀ, QᵀQ = I.
+
+    With fewer users than items the small XXᵀ is decomposed instead (Q = XᵀU/√w), so a
+    wide catalog costs O(users³); the null space of G (eigenvalue 0) is left implicit.
+    """
+    n_users, n_items = x.shape
+    if n_users >= n_items:
+        return np.linalg.eigh((x.T @ x).toarray())
+    w, u = np.linalg.eigh((x @ x.T).toarray())
+    keep = w > 1e-9 * max(float(w.max(initial=0.0)), 1.0)
+    w, u = w[keep], u[:, keep]
+    return w, np.asarray(x.T @ u) / np.sqrt(w)[None, :]
+
+
+def _inverse_parts(w: np.ndarray, q: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """(1/(w+λ), diag(P)) for P = (G + λI)⁻¹ = Q diag(1/(w+λ)) Qᵀ + (I − QQᵀ)/λ."""
+    inv = 1.0 / (w + lam)
+    q2 = q * q
+    return inv, q2 @ inv + np.clip(1.0 - q2.sum(axis=1), 0.0, None) / lam
+
+
 def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
-    """B = I − P / diag(P) with P = (XᵀX + λI)⁻¹, so diag(B) = 0 (float64 solve, float32 out)."""
-    g = (x.T @ x).toarray()
-    g[np.diag_indices_from(g)] += lam
-    p = sla.cho_solve(sla.cho_factor(g, overwrite_a=True), np.eye(g.shape[0]), overwrite_b=True)
+    """B = I − P / diag(P) with P = (XᵀX + λI)⁻¹, so diag(B) = 0 (float64 math, float32 out)."""
+    n_users, n_items = x.shape
+    if n_users >= n_items:
+        g = (x.T @ x).toarray()
+        g[np.diag_indices_from(g)] += lam
+        eye = np.eye(n_items)
+        p = sla.cho_solve(sla.cho_factor(g, overwrite_a=True), eye, overwrite_b=True)
+    else:  # low rank: Woodbury through the users' side
+        w, q = gram_eigen(x)
+        inv, _ = _inverse_parts(w, q, lam)
+        p = (q * (inv - 1.0 / lam)) @ q.T
+        p[np.diag_indices_from(p)] += 1.0 / lam
     b = -p / np.diag(p)[None, :]
     b[np.diag_indices_from(b)] = 0.0
     return b.astype(np.float32)
@@ -54,17 +85,17 @@ def select_lambda(
 ) -> tuple[float, dict[float, float]]:
     """Pick λ by NDCG@10 on 10% of the users (80/20 fold-in), fitted on the other 90%.
 
-    The Gram matrix is eigendecomposed once, G = Q diag(w) Qᵀ, so every λ costs only
-    (X_f Q) diag(1/(w+λ)) Qᵀ and diag(P) = (Q∘Q) · 1/(w+λ), not a fresh inversion.
-    Returns (best λ, NDCG per λ); ties go to the smaller λ. With no usable validation user,
-    the middle of the grid is returned.
+    The Gram matrix is eigendecomposed once (`gram_eigen`), so each λ costs only
+    F P = (FQ) diag(1/(w+λ)) Qᵀ + (F − FQQᵀ)/λ and diag(P), not a fresh inversion.
+    Returns (best λ, NDCG per λ); ties go to the smaller λ. With no usable validation
+    user, the middle of the grid is returned.
     """
     grid = sorted(float(v) for v in lambdas)
     fallback = grid[len(grid) // 2]
     n_users = x.shape[0]
     if n_users < 2 or x.shape[1] == 0:
         return fallback, {}
-    n_val = max(1, int(round(_VAL_USER_FRAC * n_users)))
+    n_val = max(1, round(_VAL_USER_FRAC * n_users))
     perm = rng.permutation(n_users)
     val, rest = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     foldin, test = fold_in_split(x[val], _VAL_TEST_FRAC, rng)
@@ -72,16 +103,15 @@ def select_lambda(
     if not keep.any():
         return fallback, {}
     foldin, test = foldin[keep], test[keep]
-    xr = x[rest]
-    w, q = np.linalg.eigh((xr.T @ xr).toarray())
-    fq = np.asarray(foldin @ q)
-    q2 = q * q
+    w, q = gram_eigen(x[rest])
     f_dense = foldin.toarray()
+    fq = f_dense @ q
+    residual = f_dense - fq @ q.T  # part of F outside G's row space (0 when G is full rank)
     results: dict[float, float] = {}
     for lam in grid:
-        inv = 1.0 / (w + lam)
-        d = q2 @ inv
-        scores = f_dense - ((fq * inv) @ q.T) / d[None, :]
+        inv, d = _inverse_parts(w, q, lam)
+        fp = (fq * inv) @ q.T + residual / lam
+        scores = f_dense - fp / d[None, :]
         top = top_k(scores, foldin, _VAL_K)
         results[lam] = float(accuracy_per_user(top, test, [_VAL_K])[f"ndcg@{_VAL_K}"].mean())
     best = max(grid, key=lambda lam: (results[lam], -lam))
@@ -127,9 +157,19 @@ class EASE:
         self.weights = ease_weights(xk, self.lam)
         return self
 
+    def params(self) -> dict[str, object]:
+        """Chosen λ and its validation evidence, for the report."""
+        return {
+            "lambda": self.lam,
+            "validation_ndcg@10": {str(k): v for k, v in self.validation.items()},
+            "items_modelled": 0 if self.items is None else len(self.items),
+        }
+
     def score(self, history: sp.csr_matrix) -> np.ndarray:
         if self.weights is None or self.items is None:
             raise RuntimeError("fit() before score()")
+        if history.shape[1] != self.n_items:
+            raise ValueError(f"history has {history.shape[1]} items, model {self.n_items}")
         h = sp.csr_matrix(history, dtype=np.float32)[:, self.items]
         out = np.full((history.shape[0], self.n_items), UNMODELLED_SCORE, dtype=np.float32)
         out[:, self.items] = np.asarray(h @ self.weights, dtype=np.float32)

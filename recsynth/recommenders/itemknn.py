@@ -16,9 +16,7 @@ def _top_k_per_row(block: sp.csr_matrix, k: int) -> sp.csr_matrix:
     rank = np.empty(block.nnz, dtype=np.int64)
     rank[order] = np.arange(block.nnz) - block.indptr[rows[order]]
     keep = rank < k
-    return sp.csr_matrix(
-        (block.data[keep], (rows[keep], block.indices[keep])), shape=block.shape
-    )
+    return sp.csr_matrix((block.data[keep], (rows[keep], block.indices[keep])), shape=block.shape)
 
 
 def cosine_top_k(train: sp.csr_matrix, k: int) -> sp.csr_matrix:
@@ -27,7 +25,9 @@ def cosine_top_k(train: sp.csr_matrix, k: int) -> sp.csr_matrix:
     Built in blocks of target items so a large catalog never materialises the full
     co-occurrence matrix. Column j of the result holds the k items most similar to j.
     """
-    x = sp.csc_matrix(train, dtype=np.float32)
+    x = sp.csc_matrix(train, dtype=np.float32, copy=True)
+    x.sum_duplicates()
+    x.eliminate_zeros()
     x.data[:] = 1.0
     n_items = x.shape[1]
     norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
@@ -65,6 +65,9 @@ class ItemKNN:
     def fit(self, train: sp.csr_matrix, rng: np.random.Generator) -> ItemKNN:
         self.similarity = cosine_top_k(train, self.k_neighbors)
         return self
+
+    def params(self) -> dict[str, object]:
+        return {"k_neighbors": self.k_neighbors}
 
     def score(self, history: sp.csr_matrix) -> np.ndarray:
         if self.similarity is None:

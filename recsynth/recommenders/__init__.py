@@ -1,0 +1,1 @@
+"""Recommenders that score unseen users from their history (strong generalisation)."""
