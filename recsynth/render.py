@@ -84,8 +84,8 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
         row = [grouping]
         for name in recs:
             gap = block["gap"][name]
-            row.append(f"{_fmt(gap['real'].get(f'ndcg@{k}'), 3)}→"
-                       f"{_fmt(gap['synthetic'].get(f'ndcg@{k}'), 3)}")
+            row.append(f"{_fmt(gap['real'].get(f'ndcg@{k}'), 2)}→"
+                       f"{_fmt(gap['synthetic'].get(f'ndcg@{k}'), 2)}")
         ntable.add_row(*row)
     console.print(ntable)
 

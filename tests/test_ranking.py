@@ -218,3 +218,17 @@ def test_diversity_matches_brute_force():
 def test_head_items_counts_top_fifth_with_ties_to_lower_index():
     mask = head_items(np.array([5.0, 9.0, 9.0, 1.0, 0.0, 3.0, 3.0, 3.0, 2.0, 2.0]))
     assert np.flatnonzero(mask).tolist() == [1, 2]
+
+
+def test_dense_and_sparse_diversity_paths_agree(monkeypatch) -> None:
+    from recsynth.metrics import ranking
+
+    rng = np.random.default_rng(3)
+    reference = sp.csr_matrix((rng.random((40, 30)) < 0.2).astype(np.float32))
+    top = np.stack([rng.permutation(30)[:8] for _ in range(25)])
+    top[0, 5:] = -1  # a short list
+    dense = ranking.list_metrics_per_user(top, [2, 5, 8], ranking.reference_stats(reference))
+    monkeypatch.setattr(ranking, "DENSE_COSINE_MAX_ITEMS", 0)
+    sparse = ranking.list_metrics_per_user(top, [2, 5, 8], ranking.reference_stats(reference))
+    for key in dense:
+        np.testing.assert_allclose(dense[key], sparse[key], rtol=1e-5, equal_nan=True)

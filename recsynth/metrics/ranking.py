@@ -7,6 +7,7 @@ where -1 marks an empty slot (a user with fewer than k rankable items).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -145,26 +146,87 @@ def _list_matrix(top: np.ndarray, n_items: int) -> sp.csr_matrix:
     return sp.csr_matrix((data, (rows[valid], top[valid])), shape=(top.shape[0], n_items))
 
 
+DENSE_COSINE_MAX_ITEMS = 8000
+"""Catalogs up to this size get a dense item x item cosine matrix (≤ 256 MB float32)."""
+_CHUNK_USERS = 1024
+
+
+@dataclass(frozen=True)
+class ReferenceStats:
+    """What list metrics need from the reference (real train) data, computed once.
+
+    Every recommender and side of an evaluation is judged against the same reference, so
+    this is built once per evaluation instead of once per list.
+    """
+
+    n_items: int
+    info: np.ndarray  # −log2 p_i, p_i = share of reference users holding i (≥ 1/n_users)
+    tail: np.ndarray  # True for items outside the popularity head
+    has_vec: np.ndarray  # 1.0 where the item has any reference user (self-cosine 1)
+    vecs: sp.csr_matrix  # L2-normalised item rows, for catalogs too big for `cosine`
+    cosine: np.ndarray | None  # dense item x item cosine, float32
+
+
+def reference_stats(reference: sp.csr_matrix) -> ReferenceStats:
+    n_ref, n_items = reference.shape
+    pop = _item_popularity(reference)
+    p = np.maximum(pop / max(n_ref, 1), 1.0 / max(n_ref, 1))
+    vecs = _normalised_item_vectors(reference)
+    cosine = None
+    if n_items <= DENSE_COSINE_MAX_ITEMS:
+        cosine = np.asarray((vecs @ vecs.T).toarray(), dtype=np.float32)
+    return ReferenceStats(n_items, -np.log2(p), ~head_items(pop),
+                          (np.diff(vecs.indptr) > 0).astype(np.float64), vecs, cosine)
+
+
+def _as_stats(reference: sp.csr_matrix | ReferenceStats) -> ReferenceStats:
+    return reference if isinstance(reference, ReferenceStats) else reference_stats(reference)
+
+
+def _pair_cosine_sums(top: np.ndarray, ks: Sequence[int], stats: ReferenceStats
+                      ) -> dict[int, np.ndarray]:
+    """Σ over item pairs in each user's top-k list of cos(i, j), for every k.
+
+    Dense path: gather the list's k x k block of the cosine matrix. Sparse path:
+    ‖Σv‖² = Σ‖v‖² + 2 Σ_pairs cos, one sparse product per k.
+    """
+    out: dict[int, np.ndarray] = {}
+    valid = top >= 0
+    self_sim = {k: np.where(valid[:, :k], stats.has_vec[np.where(valid, top, 0)[:, :k]], 0.0)
+                .sum(axis=1) for k in ks}
+    if stats.cosine is not None:
+        sums = {k: np.zeros(top.shape[0]) for k in ks}
+        for start in range(0, top.shape[0], _CHUNK_USERS):
+            t = top[start:start + _CHUNK_USERS]
+            v = t >= 0
+            safe = np.where(v, t, 0)
+            block = stats.cosine[safe[:, :, None], safe[:, None, :]]
+            block *= (v[:, :, None] & v[:, None, :])
+            for k in ks:
+                sums[k][start:start + len(t)] = block[:, :k, :k].sum(axis=(1, 2), dtype=np.float64)
+        return {k: (sums[k] - self_sim[k]) / 2.0 for k in ks}
+    for k in ks:
+        lists = _list_matrix(top[:, :k], stats.n_items)
+        summed = lists @ stats.vecs
+        sq = np.asarray(summed.multiply(summed).sum(axis=1)).ravel()
+        out[k] = (sq - self_sim[k]) / 2.0
+    return out
+
+
 def list_metrics_per_user(
-    top: np.ndarray, ks: Sequence[int], reference: sp.csr_matrix
+    top: np.ndarray, ks: Sequence[int], reference: sp.csr_matrix | ReferenceStats
 ) -> dict[str, np.ndarray]:
     """Per-user `novelty@k`, `diversity@k`, `long_tail@k` (NaN where a list is too short).
 
     `reference` is the binary users x items matrix that defines popularity and item vectors
-    (normally the real training data), so synthetic data is judged on the real item space.
-    novelty = mean −log2 p_i with p_i = share of reference users holding i (≥ 1/n_users);
-    diversity = mean pairwise (1 − cosine) between item columns of `reference`, via
-    ‖Σv‖² = Σ‖v‖² + 2 Σ_pairs cos, so it costs one sparse product instead of k² lookups;
-    long_tail = share of list items outside the head (the top `HEAD_SHARE` of the catalog
-    by popularity).
+    (normally the real training data, or its precomputed `reference_stats`), so synthetic
+    data is judged on the real item space. novelty = mean −log2 p_i with p_i = share of
+    reference users holding i (≥ 1/n_users); diversity = mean pairwise (1 − cosine)
+    between item columns of `reference`; long_tail = share of list items outside the head
+    (the top `HEAD_SHARE` of the catalog by popularity).
     """
-    n_ref, n_items = reference.shape
-    pop = _item_popularity(reference)
-    p = np.maximum(pop / max(n_ref, 1), 1.0 / max(n_ref, 1))
-    info = -np.log2(p)
-    tail = ~head_items(pop)
-    vecs = _normalised_item_vectors(reference)
-    has_vec = (np.diff(vecs.indptr) > 0).astype(np.float64)
+    stats = _as_stats(reference)
+    pair_sums = _pair_cosine_sums(top, ks, stats)
     out: dict[str, np.ndarray] = {}
     for k in ks:
         t = top[:, :k]
@@ -172,15 +234,10 @@ def list_metrics_per_user(
         n = valid.sum(axis=1).astype(np.float64)
         safe = np.where(valid, t, 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[f"novelty@{k}"] = np.where(valid, info[safe], 0.0).sum(axis=1) / n
-            out[f"long_tail@{k}"] = np.where(valid, tail[safe], False).sum(axis=1) / n
-            lists = _list_matrix(t, n_items)
-            summed = lists @ vecs
-            sq = np.asarray(summed.multiply(summed).sum(axis=1)).ravel()
-            self_sim = lists @ has_vec
+            out[f"novelty@{k}"] = np.where(valid, stats.info[safe], 0.0).sum(axis=1) / n
+            out[f"long_tail@{k}"] = np.where(valid, stats.tail[safe], False).sum(axis=1) / n
             pairs = n * (n - 1) / 2.0
-            mean_cos = (sq - self_sim) / 2.0 / pairs
-            out[f"diversity@{k}"] = np.where(n >= 2, 1.0 - mean_cos, np.nan)
+            out[f"diversity@{k}"] = np.where(n >= 2, 1.0 - pair_sums[k] / pairs, np.nan)
     return out
 
 
@@ -189,15 +246,17 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else float("nan")
 
 
-def list_metrics(top: np.ndarray, ks: Sequence[int], reference: sp.csr_matrix) -> dict[str, float]:
+def list_metrics(top: np.ndarray, ks: Sequence[int],
+                 reference: sp.csr_matrix | ReferenceStats) -> dict[str, float]:
     """Catalog-level `coverage/gini/novelty/diversity/long_tail@k` of a set of top-k lists.
 
     coverage = share of catalog items recommended to anyone; gini = Gini of how often each
     catalog item is recommended (0 = equal exposure). The per-user metrics are averaged over
     users with a valid list (see `list_metrics_per_user`).
     """
-    n_items = reference.shape[1]
-    per_user = list_metrics_per_user(top, ks, reference)
+    stats = _as_stats(reference)
+    n_items = stats.n_items
+    per_user = list_metrics_per_user(top, ks, stats)
     out: dict[str, float] = {}
     for k in ks:
         t = top[:, :k]

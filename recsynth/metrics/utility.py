@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsynth.metrics.ranking import accuracy_per_user, list_metrics, top_k
+from recsynth.metrics.ranking import accuracy_per_user, list_metrics, reference_stats, top_k
 from recsynth.recommenders.base import make_recommender
 
 CHUNK_USERS = 2048
@@ -54,6 +54,7 @@ def utility_metrics(
     real and synthetic figures share one yardstick.
     """
     k_max = max(ks)
+    reference = reference_stats(train)
     result: dict[str, Any] = {}
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for r_idx, name in enumerate(recommenders):
@@ -67,7 +68,7 @@ def utility_metrics(
             model = make_recommender(name).fit(data, rng)
             top = recommend(model, foldin, k_max)
             acc = accuracy_per_user(top, test, ks)
-            lists = list_metrics(top, ks, train)
+            lists = list_metrics(top, ks, reference)
             per_user[name][side] = acc
             figures = {m: float(v.mean()) for m, v in acc.items()}
             figures.update({m: float(v) for m, v in lists.items()})
