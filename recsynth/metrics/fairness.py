@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 MAX_LEVELS = 10  # numeric attributes with more distinct values are binned into quartiles
-MIN_GROUP = 1
+MIN_GROUP = 10  # smaller groups are reported but too noisy to define the gap
 
 
 def activity_groups(activity: np.ndarray) -> dict[str, np.ndarray]:
