@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from recsynth import __version__, io
-from recsynth.config import DEFAULT_KS, DEFAULT_RECOMMENDERS, EvalConfig
+from recsynth.config import DEFAULT_KS, DEFAULT_RECOMMENDERS, EvalConfig, ModelConfig
 from recsynth.errors import DataError, GateFailed, RecsynthError, UsageError
 
 app = typer.Typer(
@@ -189,6 +189,109 @@ def schema_cmd(
         raise UsageError(f"--format {fmt!r}: use toml or json")
     lf = io.scan(data)
     sys.stdout.write(dump_schema(infer_schema(lf, str(data), user_col, item_col, time_col), fmt))
+
+
+@app.command()
+def fit(
+    data: Annotated[str, typer.Argument(help="Real log (Parquet file, directory or glob).")],
+    out: Annotated[str, typer.Option(help="Model directory to write.")],
+    epochs: Annotated[int, typer.Option(help="GAN epochs (0: the closed-form sampler).")] =
+        ModelConfig.epochs,
+    time_budget: Annotated[Optional[str], typer.Option(
+        help="Stop training after this long (e.g. 90s, 10m); the best state is kept.")] = None,
+    holdout_frac: Annotated[float, typer.Option(
+        help="Share of users kept out of fitting for the held-out check (0: none).")] =
+        ModelConfig.holdout_frac,
+    rank: Annotated[int, typer.Option(help="SVD factors per user code.")] = ModelConfig.rank,
+    temperature: Annotated[float, typer.Option(help="Decoder temperature.")] =
+        ModelConfig.temperature,
+    like_threshold: Annotated[Optional[float], typer.Option(
+        help="Ratings at or above this are 'liked' (default: rounded-up mean rating).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    schema: SchemaFile = None,
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    time_col: TimeCol = None,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Learn a generator of whole synthetic users from a real log; write a model directory."""
+    from recsynth.fitting import fit_model, parse_duration
+    from recsynth.progress import StageReporter
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {device!r}: use auto, cpu or cuda")
+    if device == "cuda":
+        raise UsageError("--device cuda: this release trains on the CPU only")
+    budget = parse_duration(time_budget) if time_budget is not None else None
+    config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
+                         epochs=epochs, holdout_frac=holdout_frac, seed=seed)
+
+    with StageReporter(stderr, quiet=quiet) as report:
+        report("device: cpu")
+
+        def on_epoch(record: dict) -> None:
+            parts = [f"epoch {record['epoch']}/{epochs}"]
+            for key, label in (("loss_d", "D"), ("loss_g", "G"), ("check_ndcg10", "check")):
+                if record.get(key) is not None:
+                    parts.append(f"{label} {record[key]:.4f}")
+            report("  ".join(parts))
+
+        path = fit_model(data, out, config, schema_file=schema, user_col=user_col,
+                         item_col=item_col, time_col=time_col, time_budget=budget,
+                         overwrite=overwrite, on_stage=report, on_epoch=on_epoch)
+    typer.echo(str(path))
+
+
+@app.command()
+def sample(
+    model_dir: Annotated[str, typer.Argument(help="Model directory from `recsynth fit`.")],
+    out: Annotated[str, typer.Option(help="Output Parquet file (or directory with "
+                                          "--rows-per-file).")],
+    users: Annotated[Optional[int], typer.Option(help="Number of synthetic users.")] = None,
+    rows: Annotated[Optional[int], typer.Option(
+        help="Approximate number of rows instead of --users.")] = None,
+    batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
+    rows_per_file: Annotated[Optional[int], typer.Option(
+        help="Write a directory of part files of about this many rows.")] = None,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Write synthetic users with the real schema to Parquet, streaming."""
+    import math
+
+    from recsynth.checkpoint import load_model
+    from recsynth.progress import StageReporter
+    from recsynth.sampling import expected_rows_per_user, sample_to_parquet
+
+    if (users is None) == (rows is None):
+        raise UsageError("give exactly one of --users N or --rows N")
+    if rows is not None and rows < 1:
+        raise UsageError(f"--rows must be at least 1 (got {rows})")
+    if rows_per_file is not None and rows_per_file < 1:
+        raise UsageError(f"--rows-per-file must be at least 1 (got {rows_per_file})")
+    io.check_writable(out, overwrite)
+    model = load_model(model_dir)
+    n_users = users if users is not None else max(
+        1, math.ceil(rows / expected_rows_per_user(model)))
+    with StageReporter(stderr, quiet=quiet) as report:
+        report(f"sampling {n_users} users from {model_dir}")
+        step = max(1, n_users // 10)
+        last = [0]
+
+        def on_batch(done: int, n_rows: int) -> None:
+            if done - last[0] >= step or done == n_users:
+                last[0] = done
+                report(f"{done}/{n_users} users, {n_rows} rows")
+
+        stats = sample_to_parquet(model, out, n_users=n_users, seed=seed,
+                                  batch_users=batch_users, rows_per_file=rows_per_file,
+                                  overwrite=overwrite, on_batch=on_batch)
+    stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,
+                 highlight=False)
+    typer.echo(out)
 
 
 def main(argv: list[str] | None = None) -> int:

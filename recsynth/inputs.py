@@ -41,7 +41,7 @@ def _require(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
                             f"{', '.join(frame.columns)})")
 
 
-def _check_keys(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
+def check_keys(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
     if frame.height == 0:
         raise DataError(f"{source}: no rows")
     for c in cols:
@@ -94,20 +94,20 @@ def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | 
 
     train_df = io.collect(train_lf.select(schema.names), train_src)
     reference = dict(train_df.schema)
-    _check_keys(train_df, train_src, keys)
+    check_keys(train_df, train_src, keys)
     hold_names = list(holdout_lf.collect_schema())
     _require(pl.DataFrame(schema={n: pl.Null for n in hold_names}), holdout_src, keys)
     holdout_df = io.collect(holdout_lf.select([n for n in schema.names if n in hold_names]),
                             holdout_src)
     holdout_df = _cast_like(holdout_df, holdout_src, reference)
-    _check_keys(holdout_df, holdout_src, keys)
+    check_keys(holdout_df, holdout_src, keys)
     syn_names = list(syn_lf.collect_schema())
     _require(pl.DataFrame(schema={n: pl.Null for n in syn_names}), syn_src, keys)
     syn_df = io.collect(syn_lf.select([n for n in schema.names if n in syn_names]), syn_src)
     # synthetic user keys are opaque and need not share the real dtype
     syn_df = _cast_like(syn_df, syn_src,
                         {n: t for n, t in reference.items() if n != schema.user_col})
-    _check_keys(syn_df, syn_src, keys)
+    check_keys(syn_df, syn_src, keys)
 
     shared = train_df.select(schema.user_col).unique().join(
         holdout_df.select(schema.user_col).unique(), on=schema.user_col, how="inner")

@@ -1,0 +1,151 @@
+"""The model directory: tensors without pickle, everything else JSON or Parquet.
+
+    config.json      format version, every hyper-parameter, schema, key dtypes
+    weights.pt       a flat dict of tensors (torch.save), loaded with weights_only=True
+    catalog.parquet  item keys; position = item index
+    rowmodel/        per-row column model (JSON + Parquet)
+    training.jsonl   losses and the held-out check per epoch
+    manifest.json    input fingerprints, versions, seed, timings
+
+A directory from an untrusted source cannot run code when loaded: torch refuses anything
+but tensors and plain containers, and nothing else is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from recsynth import __version__
+from recsynth.config import ModelConfig
+from recsynth.encode import Marginal
+from recsynth.errors import DataError
+from recsynth.latent import ClosedForm
+from recsynth.model import PacCritic, ResidualGenerator
+from recsynth.rowmodel import RowModel
+from recsynth.schema import Schema, schema_from_dict, schema_to_dict
+
+FORMAT_VERSION = 1
+FILES = ("config.json", "weights.pt", "catalog.parquet", "manifest.json")
+
+
+@dataclass
+class Model:
+    config: ModelConfig
+    schema: Schema
+    like_threshold: float | None
+    catalog: pl.Series
+    form: ClosedForm
+    generator: ResidualGenerator
+    critic: PacCritic
+    rowmodel: RowModel
+    user_key: dict[str, Any]  # {"dtype": "Int32", "first_new": 1000000} or {"dtype": "String"}
+
+    @property
+    def n_items(self) -> int:
+        return len(self.catalog)
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
+               manifest: dict[str, Any]) -> None:
+    """Write every file into `directory` (the caller makes it atomic)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    form = model.form
+    tensors = {"form.item_factors": _tensor(form.item_factors),
+               "form.item_bias": _tensor(form.item_bias), "form.mean": _tensor(form.mean),
+               "form.chol": _tensor(form.chol), "form.activity": _tensor(form.activity.knots)}
+    if form.liked_share is not None:
+        tensors["form.liked_share"] = _tensor(form.liked_share.knots)
+    tensors.update({f"generator.{k}": v for k, v in model.generator.state_dict().items()})
+    tensors.update({f"critic.{k}": v for k, v in model.critic.state_dict().items()})
+    torch.save(tensors, directory / "weights.pt")
+    config = {"format_version": FORMAT_VERSION, "recsynth_version": __version__,
+              "model": asdict(model.config), "like_threshold": model.like_threshold,
+              "n_items": model.n_items, "n_channels": form.n_channels,
+              "schema": schema_to_dict(model.schema), "user_key": model.user_key}
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    pl.DataFrame({"item": model.catalog}).write_parquet(directory / "catalog.parquet")
+    model.rowmodel.save(directory / "rowmodel")
+    (directory / "training.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def load_model(directory: str | Path) -> Model:
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(f"{d}: not a model directory (run `recsynth fit` to make one)")
+    for name in FILES:
+        if not (d / name).is_file():
+            raise DataError(f"{d / name}: missing from the model directory")
+    try:
+        meta = json.loads((d / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{d / 'config.json'}: not valid JSON ({exc})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{d / 'config.json'}: model format {meta.get('format_version')!r} "
+                        f"from recsynth {meta.get('recsynth_version')}; this recsynth "
+                        f"({__version__}) reads format {FORMAT_VERSION}: refit the model")
+    try:
+        tensors = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{d / 'weights.pt'}: not a plain tensor file; refusing to load "
+                        f"({first})") from None
+    if not isinstance(tensors, dict):
+        raise DataError(f"{d / 'weights.pt'}: expected a dict of tensors")
+    try:
+        config = ModelConfig(**meta["model"])
+        schema = schema_from_dict(meta["schema"], str(d / "config.json"))
+        share = tensors.get("form.liked_share")
+        form = ClosedForm(tensors["form.item_factors"].numpy(), tensors["form.item_bias"].numpy(),
+                          tensors["form.mean"].numpy(), tensors["form.chol"].numpy(),
+                          Marginal(tensors["form.activity"].numpy()),
+                          None if share is None else Marginal(share.numpy()),
+                          int(meta["n_channels"]))
+        generator = ResidualGenerator(form.dim, config.hidden)
+        generator.load_state_dict(_prefixed(tensors, "generator."))
+        critic = PacCritic(form.dim, config.hidden, config.pac)
+        critic.load_state_dict(_prefixed(tensors, "critic."))
+        catalog = pl.read_parquet(d / "catalog.parquet").get_column("item")
+        rowmodel = RowModel.load(d / "rowmodel")
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{d}: model directory is incomplete or corrupt ({first})") from None
+    generator.eval()
+    critic.eval()
+    return Model(config, schema, meta["like_threshold"], catalog.alias(schema.item_col), form,
+                 generator, critic, rowmodel, meta["user_key"])
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def fingerprint(paths: list[Path]) -> list[dict[str, Any]]:
+    """Size and SHA-256 of every input file, so a model can be traced to its data."""
+    out = []
+    for p in paths:
+        digest = hashlib.sha256()
+        with p.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        out.append({"path": str(p), "bytes": p.stat().st_size, "sha256": digest.hexdigest()})
+    return out
+
+
+def versions() -> dict[str, str]:
+    return {"recsynth": __version__, "torch": torch.__version__, "polars": pl.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}

@@ -1,0 +1,109 @@
+"""Augmented user codes → item sets: Gumbel top-k per channel, disjoint across channels.
+
+A code's reconstruction z·Vᵀ, scaled by 1/temperature, is the log-propensity of each item;
+adding Gumbel noise and keeping the top n draws n distinct items with those propensities
+(sampling without replacement). The liked channel is drawn first and its items are masked
+out of the other channel, so a user never rates one item twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recsynth.latent import ClosedForm
+
+
+@dataclass(frozen=True)
+class DecodedUsers:
+    """Rows grouped by user: `user_index` non-decreasing, items distinct within a user."""
+
+    user_index: np.ndarray
+    item_index: np.ndarray
+    liked: np.ndarray | None  # per row, when the model has a liked channel
+    n_users: int
+
+
+def counts_from_codes(x: torch.Tensor, form: ClosedForm, n_items: int
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(items per user, liked items per user) from the copula coordinates of the code."""
+    r = form.rank
+    log_act = form.activity.from_normal(x[:, r].double().numpy())
+    act = np.clip(np.rint(np.exp(log_act)), 1, n_items).astype(np.int64)
+    if form.liked_share is None:
+        return torch.from_numpy(act), None
+    share = np.clip(form.liked_share.from_normal(x[:, r + 1].double().numpy()), 0.0, 1.0)
+    return torch.from_numpy(act), torch.from_numpy(np.rint(act * share).astype(np.int64))
+
+
+def _gumbel_top(logits: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, item) of each row's top-`counts[row]` after Gumbel perturbation."""
+    k = int(counts.max()) if len(counts) else 0
+    if k == 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty
+    u = torch.rand(logits.shape, generator=gen, dtype=logits.dtype).clamp_(1e-12, 1 - 1e-7)
+    keys = logits - torch.log(-torch.log(u))
+    top = torch.topk(keys, k, dim=1, sorted=True).indices
+    keep = torch.arange(k)[None, :] < counts[:, None]
+    rows = torch.arange(len(counts))[:, None].expand(-1, k)
+    return rows[keep], top[keep]
+
+
+def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
+           gen: torch.Generator) -> DecodedUsers:
+    """Item sets for a batch of augmented codes (float32 tensor, one row per user)."""
+    z = x[:, :form.rank].float()
+    factors = torch.from_numpy(form.item_factors).float()
+    bias = torch.from_numpy(form.item_bias).float()
+    total, liked_n = counts_from_codes(x, form, n_items)
+    scale = 1.0 / temperature
+    if liked_n is None:
+        logits = (z @ factors.T) * scale + bias
+        rows, items = _gumbel_top(logits, total, gen)
+        order = torch.argsort(rows * n_items + items)
+        return DecodedUsers(rows[order].numpy(), items[order].numpy(), None, len(x))
+    liked_logits = (z @ factors[:n_items].T) * scale + bias[:n_items]
+    lrows, litems = _gumbel_top(liked_logits, liked_n, gen)
+    other_logits = (z @ factors[n_items:].T) * scale + bias[n_items:]
+    other_logits[lrows, litems] = float("-inf")
+    orows, oitems = _gumbel_top(other_logits, total - liked_n, gen)
+    rows = torch.cat([lrows, orows])
+    items = torch.cat([litems, oitems])
+    liked = torch.cat([torch.ones(len(lrows), dtype=torch.bool),
+                       torch.zeros(len(orows), dtype=torch.bool)])
+    order = torch.argsort(rows * n_items + items)
+    return DecodedUsers(rows[order].numpy(), items[order].numpy(), liked[order].numpy(), len(x))
+
+
+def channel_counts(d: DecodedUsers, n_items: int, n_channels: int) -> np.ndarray:
+    """How often each (channel, item) was drawn, flattened like `ClosedForm.item_bias`."""
+    channel = np.zeros(len(d.item_index), dtype=np.int64) if d.liked is None else (~d.liked)
+    return np.bincount(channel * n_items + d.item_index, minlength=n_channels * n_items)
+
+
+def calibrate_item_bias(form: ClosedForm, sample_codes, real_counts: np.ndarray,
+                        n_real_users: int, temperature: float, n_items: int, seed: int,
+                        steps: int = 10, rate: float = 0.8) -> ClosedForm:
+    """Fit per-(channel, item) biases so drawn item frequencies match the real ones.
+
+    Fixed-point steps b ← b + rate·(log real − log drawn) on a generated batch (a form of
+    iterative proportional fitting): the code distribution decides who gets which item,
+    the bias only restores each item's overall popularity in its channel.
+    `sample_codes(n, gen)` returns n augmented codes.
+    """
+    from dataclasses import replace
+
+    target = (real_counts + 0.5) / n_real_users
+    bias = form.item_bias.copy()
+    for step in range(steps):
+        gen = torch.Generator().manual_seed(seed * 1000 + step)
+        x = sample_codes(n_real_users, gen)
+        d = decode(x, replace(form, item_bias=bias), temperature, n_items, gen)
+        drawn = (channel_counts(d, n_items, form.n_channels) + 0.5) / d.n_users
+        bias += rate * (np.log(target) - np.log(drawn))
+        bias -= bias.max()
+    return replace(form, item_bias=bias)

@@ -1,0 +1,158 @@
+"""`recsynth fit` end to end: read → schema → encode → closed form → GAN → calibrate → save."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from recsynth import io
+from recsynth.checkpoint import Model, fingerprint, save_model, versions
+from recsynth.config import ModelConfig
+from recsynth.decode import calibrate_item_bias
+from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
+from recsynth.errors import DataError, UsageError
+from recsynth.inputs import check_keys
+from recsynth.latent import fit_closed_form
+from recsynth.matrix import build_catalog
+from recsynth.model import PacCritic, ResidualGenerator
+from recsynth.rowmodel import RowModel
+from recsynth.schema import resolve_schema
+from recsynth.split import holdout_users
+from recsynth.train import EpochCallback, UtilityCheck, sample_codes, train_gan
+
+MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise
+
+
+def validate_config(config: ModelConfig) -> None:
+    if config.rank < 1 or config.hidden < 1 or config.pac < 1 or config.epochs < 0:
+        raise UsageError("rank, hidden and pac must be >= 1 and epochs >= 0")
+    if config.temperature <= 0:
+        raise UsageError(f"temperature must be positive (got {config.temperature})")
+    if not 0.0 <= config.holdout_frac < 1.0:
+        raise UsageError(f"--holdout-frac must be in [0, 1) (got {config.holdout_frac})")
+
+
+def _user_key_info(users: pl.Series) -> dict[str, Any]:
+    """How to mint synthetic user keys that never collide with real ones."""
+    if users.dtype.is_integer():
+        return {"dtype": str(users.dtype), "first_new": int(users.max()) + 1}
+    return {"dtype": str(users.dtype), "prefix": "syn-"}
+
+
+def _split_users(enc: EncodedUsers, config: ModelConfig) -> tuple[EncodedUsers, EncodedUsers | None]:
+    n_val = round(config.holdout_frac * enc.n_users)
+    if config.holdout_frac == 0 or n_val < MIN_CHECK_USERS or enc.n_users - n_val < 2:
+        return enc, None
+    held = holdout_users(enc.users, config.holdout_frac, config.seed)
+    is_held = enc.users.is_in(held.implode()).to_numpy()
+    return enc.subset(np.flatnonzero(~is_held)), enc.subset(np.flatnonzero(is_held))
+
+
+def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | None = None,
+              user_col: str | None = None, item_col: str | None = None,
+              time_col: str | None = None, time_budget: float | None = None,
+              overwrite: bool = False, on_stage: Callable[[str], None] = lambda _: None,
+              on_epoch: EpochCallback = lambda _: None) -> Path:
+    validate_config(config)
+    io.check_writable(out, overwrite)
+    started = time.time()
+    timings: dict[str, float] = {}
+    tick = time.monotonic()
+
+    on_stage("reading logs and inferring the schema")
+    files = io.resolve_parquet_paths(data)
+    lf = io.scan(data)
+    schema = resolve_schema(lf, str(data), schema_file, user_col, item_col, time_col)
+    frame = io.collect(lf.select(schema.names), data)
+    check_keys(frame, str(data), [schema.user_col, schema.item_col])
+    catalog = build_catalog(schema.item_col, frame)
+    if frame.get_column(schema.user_col).n_unique() < 2 or len(catalog) < 2:
+        raise DataError(f"{data}: need at least 2 users and 2 items to learn from "
+                        f"(found {frame.get_column(schema.user_col).n_unique()} users, "
+                        f"{len(catalog)} items)")
+    threshold = config.like_threshold
+    if threshold is None and schema.rating_col is not None:
+        ratings = frame.get_column(schema.rating_col)
+        if ratings.drop_nulls().len():
+            threshold = default_like_threshold(ratings)
+    config = replace(config, like_threshold=threshold)
+    timings["read"] = time.monotonic() - tick
+
+    on_stage("encoding users and fitting the closed-form sampler")
+    tick = time.monotonic()
+    enc = encode_users(frame, schema, catalog, threshold, str(data))
+    fit_users, val_users = _split_users(enc, config)
+    rank = min(config.rank, fit_users.n_users - 1, len(catalog) * len(enc.channels) - 1)
+    rng = np.random.default_rng([config.seed, 3])
+    form, codes = fit_closed_form(fit_users, max(rank, 1), rng)
+    n_items = len(catalog)
+    real_counts = np.concatenate([np.asarray(c.sum(axis=0)).ravel() for c in fit_users.channels])
+    identity = ResidualGenerator(form.dim, config.hidden)  # zero residual: the Gaussian
+
+    def codes_from(generator: ResidualGenerator):
+        return lambda n, gen: sample_codes(generator, form, n, gen)
+
+    form = calibrate_item_bias(form, codes_from(identity), real_counts, fit_users.n_users,
+                               config.temperature, n_items, config.seed, config.calibration_steps)
+    timings["closed_form"] = time.monotonic() - tick
+
+    on_stage(f"training the GAN on {fit_users.n_users} users "
+             f"({'no held-out check' if val_users is None else f'{val_users.n_users} held out for the check'})")
+    tick = time.monotonic()
+    check = None
+    if val_users is not None:
+        check = UtilityCheck.build(form, config.temperature, n_items, fit_users.n_users,
+                                   val_users.channels[0], config.seed)
+    result = train_gan(codes, form, config, check, on_epoch, time_budget)
+    generator = ResidualGenerator(form.dim, config.hidden)
+    generator.load_state_dict(result.generator_state)
+    critic = PacCritic(form.dim, config.hidden, config.pac)
+    critic.load_state_dict(result.critic_state)
+    timings["train"] = time.monotonic() - tick
+
+    on_stage("calibrating item frequencies and fitting the per-row model")
+    tick = time.monotonic()
+    form = calibrate_item_bias(form, codes_from(generator), real_counts, fit_users.n_users,
+                               config.temperature, n_items, config.seed + 1,
+                               config.calibration_steps)
+    fit_frame = frame.filter(pl.col(schema.user_col).is_in(fit_users.users.implode()))
+    rowmodel = RowModel.fit(fit_frame, schema, catalog, threshold)
+    timings["calibrate_rowmodel"] = time.monotonic() - tick
+
+    model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
+                  rowmodel, _user_key_info(enc.users))
+    manifest = {"inputs": fingerprint(files), "versions": versions(), "seed": config.seed,
+                "device": "cpu", "started_unix": round(started, 3),
+                "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                "users": {"fit": fit_users.n_users,
+                          "check": 0 if val_users is None else val_users.n_users},
+                "items": n_items, "rows": frame.height, "best_epoch": result.best_epoch,
+                "stopped": result.stopped, "config": asdict(config)}
+    on_stage("writing the model directory")
+    with io.atomic_path(out, overwrite) as tmp:
+        save_model(model, tmp, result.history, manifest)
+    return Path(out)
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1.5h' → seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    try:
+        if t and t[-1] in units:
+            value = float(t[:-1]) * units[t[-1]]
+        else:
+            value = float(t)
+    except ValueError:
+        raise UsageError(f"--time-budget {text!r}: expected a duration like 90s, 10m or 1h") from None
+    if value <= 0:
+        raise UsageError(f"--time-budget {text!r}: must be positive")
+    return value
+

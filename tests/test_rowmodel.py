@@ -1,0 +1,278 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import ks_2samp
+
+from recsynth.rowmodel import MANIFEST, RowModel
+from recsynth.schema import Column, Schema, infer_schema
+
+
+def _catalog(frame: pl.DataFrame, item: str = "item_id") -> pl.Series:
+    return frame.get_column(item).unique().sort()
+
+
+def _replay(frame: pl.DataFrame, catalog: pl.Series, user: str = "user_id",
+            item: str = "item_id") -> tuple[np.ndarray, np.ndarray, pl.Series]:
+    """The real (user, item) rows as indices, grouped by user, with fresh user keys."""
+    users = frame.get_column(user).unique().sort()
+    ui = frame.get_column(user).replace_strict(users, np.arange(len(users))).to_numpy()
+    ii = frame.get_column(item).replace_strict(catalog, np.arange(len(catalog))).to_numpy()
+    order = np.argsort(ui, kind="stable")
+    keys = pl.Series(user, np.arange(len(users)) + 10_000_000, dtype=frame.schema[user])
+    return ui[order], ii[order], keys
+
+
+def _tvd(a: pl.Series, b: pl.Series) -> float:
+    pa = a.value_counts(normalize=True).rename({"proportion": "a"})
+    pb = b.value_counts(normalize=True).rename({"proportion": "b"})
+    both = pa.join(pb, on=a.name, how="full", coalesce=True, nulls_equal=True).fill_null(0)
+    return 0.5 * float((both["a"] - both["b"]).abs().sum())
+
+
+@pytest.fixture(scope="module")
+def fitted(sample_frame: pl.DataFrame) -> tuple[RowModel, pl.DataFrame]:
+    """The sample log replayed through a model fit on it (real item frequencies)."""
+    schema = infer_schema(sample_frame.lazy(), "sample")
+    catalog = _catalog(sample_frame)
+    model = RowModel.fit(sample_frame, schema, catalog, None)
+    ui, ii, keys = _replay(sample_frame, catalog)
+    return model, model.sample(ui, ii, None, keys, np.random.default_rng(0))
+
+
+def test_same_columns_dtypes_and_order(fitted, sample_frame):
+    _, out = fitted
+    assert out.schema == sample_frame.schema
+    assert out.height == sample_frame.height
+
+
+def test_keys_come_from_user_keys_and_catalog(sample_frame):
+    schema = infer_schema(sample_frame.lazy(), "sample")
+    catalog = _catalog(sample_frame)
+    model = RowModel.fit(sample_frame, schema, catalog, None)
+    users = np.array([0, 0, 0, 2, 2])
+    items = np.array([5, 1, 7, 3, 3])
+    keys = pl.Series("user_id", [101, 102, 103])
+    out = model.sample(users, items, None, keys, np.random.default_rng(1))
+    assert out.get_column("user_id").to_list() == [101] * 3 + [103] * 2
+    got = out.group_by("user_id").agg(pl.col("item_id").sort()).sort("user_id")
+    assert got.get_column("item_id").to_list() == [
+        sorted(catalog.gather([5, 1, 7]).to_list()), sorted(catalog.gather([3, 3]).to_list())]
+
+
+def test_timestamps_ordered_within_user_and_in_range(fitted, sample_frame):
+    _, out = fitted
+    unordered = out.group_by("user_id").agg(
+        (pl.col("timestamp").diff() < pl.duration(microseconds=0)).any().alias("bad"))
+    assert not unordered.get_column("bad").any()
+    assert out["timestamp"].min() >= sample_frame["timestamp"].min()
+    assert out["timestamp"].max() <= sample_frame["timestamp"].max()
+    # the real log is minute-level; synthetic times stay on that grid
+    assert (out["timestamp"].dt.second() == 0).all()
+
+
+def test_identifiers_are_new_and_one_per_session(fitted, sample_frame):
+    _, out = fitted
+    assert not out["invoice_no"].is_in(sample_frame["invoice_no"].implode()).any()
+    per_user = out.group_by("user_id").agg(pl.col("timestamp").n_unique().alias("t"),
+                                           pl.col("invoice_no").n_unique().alias("i"))
+    assert (per_user["t"] == per_user["i"]).all()
+    # session structure close to the real one (many rows per invoice)
+    assert out["invoice_no"].n_unique() == pytest.approx(sample_frame["invoice_no"].n_unique(),
+                                                         rel=0.25)
+
+
+@pytest.mark.parametrize("col", ["country", "is_cancellation"])
+def test_categorical_marginals_match(fitted, sample_frame, col):
+    _, out = fitted
+    assert _tvd(out[col], sample_frame[col]) < 0.03
+
+
+@pytest.mark.parametrize("col", ["quantity", "unit_price"])
+def test_numeric_marginals_match(fitted, sample_frame, col):
+    _, out = fitted
+    assert ks_2samp(out[col].to_numpy(), sample_frame[col].to_numpy()).statistic < 0.05
+
+
+def test_same_seed_same_frame(fitted, sample_frame):
+    model, out = fitted
+    ui, ii, keys = _replay(sample_frame, model.catalog)
+    assert model.sample(ui, ii, None, keys, np.random.default_rng(0)).equals(out)
+    assert not model.sample(ui, ii, None, keys, np.random.default_rng(1)).equals(out)
+
+
+def test_empty_sample_has_the_schema(fitted, sample_frame):
+    model, _ = fitted
+    empty = np.array([], dtype=np.int64)
+    out = model.sample(empty, empty, None, pl.Series("user_id", [], dtype=pl.Int64),
+                       np.random.default_rng(0))
+    assert out.height == 0 and out.schema == sample_frame.schema
+
+
+def test_bad_indices_are_rejected(fitted):
+    model, _ = fitted
+    keys = pl.Series("user_id", [1])
+    with pytest.raises(ValueError, match="item_index"):
+        model.sample(np.array([0]), np.array([len(model.catalog)]), None, keys,
+                     np.random.default_rng(0))
+    with pytest.raises(ValueError, match="user_index"):
+        model.sample(np.array([1]), np.array([0]), None, keys, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ user / item levels
+
+@pytest.fixture(scope="module")
+def leveled(sample_frame: pl.DataFrame) -> tuple[pl.DataFrame, Schema]:
+    """sample_data with a user-constant country and an item-constant price band."""
+    frame = sample_frame.with_columns(
+        pl.col("country").first().over("user_id"),
+        (pl.col("unit_price").first().over("item_id") > 2.0).alias("premium"),
+    )
+    schema = infer_schema(frame.lazy(), "leveled")
+    cols = tuple(replace(c, level="user") if c.name == "country" else c for c in schema.columns)
+    schema = Schema(cols)
+    assert schema.column("country").level == "user"
+    assert schema.column("premium").level == "item"
+    return frame, schema
+
+
+def test_user_and_item_level_columns(leveled):
+    frame, schema = leveled
+    catalog = _catalog(frame)
+    model = RowModel.fit(frame, schema, catalog, None)
+    ui, ii, keys = _replay(frame, catalog)
+    out = model.sample(ui, ii, None, keys, np.random.default_rng(2))
+    assert out.columns == frame.columns
+    assert (out.group_by("user_id").agg(pl.col("country").n_unique())["country"] == 1).all()
+    assert out["country"].is_in(frame["country"].implode()).all()
+    real = frame.group_by("item_id").agg(pl.col("premium").first().alias("real"))
+    joined = out.join(real, on="item_id", how="left")
+    assert (joined["premium"] == joined["real"]).all()
+    per_user = frame.group_by("user_id").agg(pl.col("country").first())["country"]
+    drawn = out.group_by("user_id").agg(pl.col("country").first())["country"]
+    assert _tvd(drawn, per_user) < 0.1
+
+
+def test_user_attributes_override_drawn_values(leveled):
+    frame, schema = leveled
+    catalog = _catalog(frame)
+    model = RowModel.fit(frame, schema, catalog, None)
+    keys = pl.Series("user_id", [7, 8])
+    given = pl.DataFrame({"country": ["Iceland", "Norway"]})
+    out = model.sample(np.array([0, 0, 1]), np.array([0, 1, 2]), None, keys,
+                       np.random.default_rng(0), user_attributes=given)
+    assert dict(zip(out["user_id"], out["country"])) == {7: "Iceland", 8: "Norway"}
+    with pytest.raises(ValueError, match="rows"):
+        model.sample(np.array([0]), np.array([0]), None, keys, np.random.default_rng(0),
+                     user_attributes=given.head(1))
+
+
+# ------------------------------------------------------------------ ratings
+
+@pytest.fixture(scope="module")
+def rated() -> tuple[pl.DataFrame, Schema]:
+    """A small rated log: 60 users x 40 items, item-dependent ratings, epoch-second times."""
+    rng = np.random.default_rng(5)
+    users = np.repeat(np.arange(60), 20)
+    items = np.concatenate([rng.choice(40, 20, replace=False) for _ in range(60)])
+    rating = np.clip(np.rint(1 + items / 10 + rng.normal(0, 1, items.size)), 1, 5)
+    frame = pl.DataFrame({
+        "user_id": users.astype(np.int32), "movie_id": items.astype(np.int64),
+        "stars": pl.Series(rating, dtype=pl.Float64).cast(pl.Int8),
+        "ts": (1_000_000_000 + np.cumsum(rng.integers(0, 5000, items.size))).astype(np.int64),
+        "review_id": np.arange(items.size, dtype=np.int64) + 500,
+    })
+    schema = Schema((Column("user_id", "user_key"), Column("movie_id", "item_key"),
+                     Column("ts", "timestamp", time_unit="s"), Column("stars", "rating"),
+                     Column("review_id", "identifier")))
+    return frame, schema
+
+
+def test_liked_flags_pick_the_rating_half(rated):
+    frame, schema = rated
+    catalog = _catalog(frame, "movie_id")
+    model = RowModel.fit(frame, schema, catalog, like_threshold=4)
+    ui, ii, keys = _replay(frame, catalog, "user_id", "movie_id")
+    liked = np.random.default_rng(0).random(ui.size) < 0.4
+    out = model.sample(ui, ii, liked, keys, np.random.default_rng(3))
+    assert out.schema == frame.schema
+    flags = pl.DataFrame({"user_id": keys.gather(ui), "movie_id": catalog.gather(ii),
+                          "liked": liked})
+    joined = out.join(flags, on=["user_id", "movie_id"], how="left")
+    assert joined.height == out.height
+    assert (joined.filter(pl.col("liked"))["stars"] >= 4).all()
+    assert (joined.filter(~pl.col("liked"))["stars"] < 4).all()
+    # the rated item's own tendency survives: high-index movies get higher ratings
+    full = model.sample(ui, ii, None, keys, np.random.default_rng(3))
+    by_item = full.group_by(pl.col("movie_id") >= 20).agg(pl.col("stars").mean())
+    low, high = by_item.sort("movie_id")["stars"].to_list()
+    assert high > low + 1
+
+
+def test_epoch_timestamps_and_numeric_identifiers(rated):
+    frame, schema = rated
+    catalog = _catalog(frame, "movie_id")
+    model = RowModel.fit(frame, schema, catalog, like_threshold=4)
+    ui, ii, keys = _replay(frame, catalog, "user_id", "movie_id")
+    out = model.sample(ui, ii, None, keys, np.random.default_rng(4))
+    assert out.schema == frame.schema
+    assert out["ts"].min() >= frame["ts"].min() and out["ts"].max() <= frame["ts"].max()
+    assert out["review_id"].min() > frame["review_id"].max()
+
+
+def test_liked_without_threshold_is_an_error(rated):
+    frame, schema = rated
+    catalog = _catalog(frame, "movie_id")
+    model = RowModel.fit(frame, schema, catalog, like_threshold=None)
+    with pytest.raises(ValueError, match="like_threshold"):
+        model.sample(np.array([0]), np.array([0]), np.array([True]),
+                     pl.Series("user_id", [1], dtype=pl.Int32), np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ save / load
+
+def test_save_load_round_trip(fitted, sample_frame, tmp_path: Path):
+    model, out = fitted
+    model.save(tmp_path)
+    assert (tmp_path / MANIFEST).is_file()
+    assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".parquet"}
+    loaded = RowModel.load(tmp_path)
+    ui, ii, keys = _replay(sample_frame, model.catalog)
+    assert loaded.sample(ui, ii, None, keys, np.random.default_rng(0)).equals(out)
+
+
+def test_save_load_round_trip_with_ratings_and_levels(rated, leveled, tmp_path: Path):
+    for k, (frame, schema) in enumerate((rated, leveled)):
+        item = schema.item_col
+        catalog = _catalog(frame, item)
+        model = RowModel.fit(frame, schema, catalog, like_threshold=4)
+        ui, ii, keys = _replay(frame, catalog, schema.user_col, item)
+        liked = np.arange(ui.size) % 3 == 0
+        model.save(tmp_path / str(k))
+        loaded = RowModel.load(tmp_path / str(k))
+        a = model.sample(ui, ii, liked, keys, np.random.default_rng(9))
+        b = loaded.sample(ui, ii, liked, keys, np.random.default_rng(9))
+        assert a.equals(b)
+
+
+def test_load_reports_missing_and_corrupt_files(fitted, tmp_path: Path):
+    model, _ = fitted
+    model.save(tmp_path)
+    victim = next(p for p in sorted(tmp_path.glob("col*.parquet")))
+    data = victim.read_bytes()
+    victim.write_bytes(data[:-20] + bytes(20))
+    with pytest.raises(ValueError, match=f"{victim.name}.*corrupt"):
+        RowModel.load(tmp_path)
+    victim.unlink()
+    with pytest.raises(ValueError, match=f"{victim.name}.*missing"):
+        RowModel.load(tmp_path)
+    (tmp_path / MANIFEST).unlink()
+    with pytest.raises(ValueError, match=MANIFEST):
+        RowModel.load(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="corrupt"):
+        RowModel.load(tmp_path)
