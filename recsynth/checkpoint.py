@@ -66,7 +66,9 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
     form = model.form
     tensors = {"form.item_factors": _tensor(form.item_factors),
                "form.item_bias": _tensor(form.item_bias), "form.mean": _tensor(form.mean),
-               "form.chol": _tensor(form.chol), "form.activity": _tensor(form.activity.knots)}
+               "form.chol": _tensor(form.chol), "form.weights": _tensor(form.weights),
+               "form.means": _tensor(form.means), "form.chols": _tensor(form.chols),
+               "form.activity": _tensor(form.activity.knots)}
     if form.liked_share is not None:
         tensors["form.liked_share"] = _tensor(form.liked_share.knots)
     tensors.update({f"generator.{k}": v for k, v in model.generator.state_dict().items()})
@@ -112,10 +114,11 @@ def load_model(directory: str | Path) -> Model:
         share = tensors.get("form.liked_share")
         form = ClosedForm(tensors["form.item_factors"].numpy(), tensors["form.item_bias"].numpy(),
                           tensors["form.mean"].numpy(), tensors["form.chol"].numpy(),
-                          Marginal(tensors["form.activity"].numpy()),
+                          tensors["form.weights"].numpy(), tensors["form.means"].numpy(),
+                          tensors["form.chols"].numpy(), Marginal(tensors["form.activity"].numpy()),
                           None if share is None else Marginal(share.numpy()),
                           int(meta["n_channels"]))
-        generator = ResidualGenerator(form.dim, config.hidden)
+        generator = ResidualGenerator(form.dim, config.hidden, form.n_components)
         generator.load_state_dict(_prefixed(tensors, "generator."))
         critic = PacCritic(form.dim, config.hidden, config.pac)
         critic.load_state_dict(_prefixed(tensors, "critic."))

@@ -202,9 +202,10 @@ def fit(
     holdout_frac: Annotated[float, typer.Option(
         help="Share of users kept out of fitting for the held-out check (0: none).")] =
         ModelConfig.holdout_frac,
-    rank: Annotated[int, typer.Option(help="SVD factors per user code.")] = ModelConfig.rank,
-    temperature: Annotated[float, typer.Option(help="Decoder temperature.")] =
-        ModelConfig.temperature,
+    rank: Annotated[Optional[int], typer.Option(
+        help="SVD factors per user code (default: users/15, at most 200).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(
+        help="Decoder temperature (default: chosen by the held-out check).")] = None,
     like_threshold: Annotated[Optional[float], typer.Option(
         help="Ratings at or above this are 'liked' (default: rounded-up mean rating).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",

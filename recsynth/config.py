@@ -21,8 +21,9 @@ class EvalConfig:
 class ModelConfig:
     """Every hyper-parameter of `recsynth fit`; saved as config.json beside the weights."""
 
-    rank: int = 50  # SVD factors per user code
-    temperature: float = 0.015  # decoder sharpness: lower = closer to the dense core
+    rank: int | None = None  # SVD factors per user code; None: clip(users / 15, 2, 200)
+    temperature: float | None = None  # decoder sharpness; None: picked by the held-out check
+    n_components: int | None = None  # Gaussian-mixture components; None: one per 100 users
     like_threshold: float | None = None  # None: rounded-up mean rating; no rating: one channel
     hidden: int = 128  # width of the generator's residual MLP and of the critic
     pac: int = 8  # PacGAN: the critic judges packs of this many users
@@ -38,3 +39,12 @@ class ModelConfig:
     holdout_frac: float = 0.1  # users kept out of fitting, for the held-out check
     calibration_steps: int = 10  # item-frequency calibration steps after training
     seed: int = 0
+
+
+TEMPERATURE_GRID = (0.003, 0.005, 0.01, 0.015, 0.02)
+DEFAULT_TEMPERATURE = 0.01  # used when there is no held-out check to choose by
+
+
+def auto_rank(n_users: int) -> int:
+    """About one factor per 15 users, so small logs are not memorised, at most 200."""
+    return int(min(200, max(2, n_users // 15)))

@@ -14,7 +14,7 @@ import torch
 
 from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
-from recsynth.config import ModelConfig
+from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
 from recsynth.decode import calibrate_item_bias
 from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
 from recsynth.errors import DataError, UsageError
@@ -31,9 +31,10 @@ MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure 
 
 
 def validate_config(config: ModelConfig) -> None:
-    if config.rank < 1 or config.hidden < 1 or config.pac < 1 or config.epochs < 0:
+    if (config.rank is not None and config.rank < 1) or config.hidden < 1 or config.pac < 1 \
+            or config.epochs < 0:
         raise UsageError("rank, hidden and pac must be >= 1 and epochs >= 0")
-    if config.temperature <= 0:
+    if config.temperature is not None and config.temperature <= 0:
         raise UsageError(f"temperature must be positive (got {config.temperature})")
     if not 0.0 <= config.holdout_frac < 1.0:
         raise UsageError(f"--holdout-frac must be in [0, 1) (got {config.holdout_frac})")
@@ -89,29 +90,49 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     tick = time.monotonic()
     enc = encode_users(frame, schema, catalog, threshold, str(data))
     fit_users, val_users = _split_users(enc, config)
-    rank = min(config.rank, fit_users.n_users - 1, len(catalog) * len(enc.channels) - 1)
+    rank = config.rank if config.rank is not None else auto_rank(fit_users.n_users)
+    rank = max(1, min(rank, fit_users.n_users - 1, len(catalog) * len(enc.channels) - 1))
     rng = np.random.default_rng([config.seed, 3])
-    form, codes = fit_closed_form(fit_users, max(rank, 1), rng)
+    form, codes = fit_closed_form(fit_users, rank, rng, config.n_components)
     n_items = len(catalog)
     real_counts = np.concatenate([np.asarray(c.sum(axis=0)).ravel() for c in fit_users.channels])
-    identity = ResidualGenerator(form.dim, config.hidden)  # zero residual: the Gaussian
+    identity = ResidualGenerator(form.dim, config.hidden, form.n_components)  # the mixture
 
     def codes_from(generator: ResidualGenerator):
         return lambda n, gen: sample_codes(generator, form, n, gen)
 
-    form = calibrate_item_bias(form, codes_from(identity), real_counts, fit_users.n_users,
-                               config.temperature, n_items, config.seed, config.calibration_steps)
+    def calibrated(base, generator, temperature: float, seed: int):
+        return calibrate_item_bias(base, codes_from(generator), real_counts, fit_users.n_users,
+                                   temperature, n_items, seed, config.calibration_steps)
+
+    def check_for(base, temperature: float) -> UtilityCheck | None:
+        if val_users is None:
+            return None
+        return UtilityCheck.build(base, temperature, n_items, fit_users.n_users,
+                                  val_users.channels[0], config.seed)
+
+    search: dict[str, float] = {}
+    if config.temperature is not None:
+        temperature = config.temperature
+    elif val_users is None:
+        temperature = DEFAULT_TEMPERATURE
+    else:
+        on_stage(f"choosing the decoder temperature by the held-out check {TEMPERATURE_GRID}")
+        for t in TEMPERATURE_GRID:
+            candidate = check_for(calibrated(form, identity, t, config.seed), t)
+            search[str(t)] = candidate(identity) if candidate is not None else float("nan")
+        scored = {float(t): v for t, v in search.items() if v == v}
+        temperature = max(scored, key=scored.get) if scored else DEFAULT_TEMPERATURE
+    config = replace(config, rank=rank, temperature=temperature,
+                     n_components=form.n_components)
+    form = calibrated(form, identity, temperature, config.seed)
     timings["closed_form"] = time.monotonic() - tick
 
     on_stage(f"training the GAN on {fit_users.n_users} users "
              f"({'no held-out check' if val_users is None else f'{val_users.n_users} held out for the check'})")
     tick = time.monotonic()
-    check = None
-    if val_users is not None:
-        check = UtilityCheck.build(form, config.temperature, n_items, fit_users.n_users,
-                                   val_users.channels[0], config.seed)
-    result = train_gan(codes, form, config, check, on_epoch, time_budget)
-    generator = ResidualGenerator(form.dim, config.hidden)
+    result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget)
+    generator = ResidualGenerator(form.dim, config.hidden, form.n_components)
     generator.load_state_dict(result.generator_state)
     critic = PacCritic(form.dim, config.hidden, config.pac)
     critic.load_state_dict(result.critic_state)
@@ -119,9 +140,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
 
     on_stage("calibrating item frequencies and fitting the per-row model")
     tick = time.monotonic()
-    form = calibrate_item_bias(form, codes_from(generator), real_counts, fit_users.n_users,
-                               config.temperature, n_items, config.seed + 1,
-                               config.calibration_steps)
+    form = calibrated(form, generator, temperature, config.seed + 1)
     fit_frame = frame.filter(pl.col(schema.user_col).is_in(fit_users.users.implode()))
     rowmodel = RowModel.fit(fit_frame, schema, catalog, threshold)
     timings["calibrate_rowmodel"] = time.monotonic() - tick
@@ -134,7 +153,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                 "users": {"fit": fit_users.n_users,
                           "check": 0 if val_users is None else val_users.n_users},
                 "items": n_items, "rows": frame.height, "best_epoch": result.best_epoch,
-                "stopped": result.stopped, "config": asdict(config)}
+                "stopped": result.stopped, "temperature_search": search,
+                "config": asdict(config)}
     on_stage("writing the model directory")
     with io.atomic_path(out, overwrite) as tmp:
         save_model(model, tmp, result.history, manifest)

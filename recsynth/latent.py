@@ -47,12 +47,20 @@ def row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
 
 @dataclass(frozen=True)
 class ClosedForm:
-    """Item factors, the Gaussian over augmented user codes, and the copula marginals."""
+    """Item factors, a Gaussian mixture over augmented user codes, the copula marginals.
+
+    `mean`/`chol` describe all codes together (the critic's common whitened space);
+    `weights`/`means`/`chols` the mixture components the sampler draws from, so separate
+    communities of users stay separate instead of being bridged by one wide Gaussian.
+    """
 
     item_factors: np.ndarray  # (n_channels * n_items, rank)
     item_bias: np.ndarray  # (n_channels * n_items,) log-propensity offsets, see `calibrate`
     mean: np.ndarray  # (dim,)
     chol: np.ndarray  # (dim, dim), lower-triangular Cholesky factor of the covariance
+    weights: np.ndarray  # (K,) component probabilities
+    means: np.ndarray  # (K, dim)
+    chols: np.ndarray  # (K, dim, dim)
     activity: Marginal
     liked_share: Marginal | None
     n_channels: int
@@ -65,6 +73,10 @@ class ClosedForm:
     def dim(self) -> int:
         return len(self.mean)
 
+    @property
+    def n_components(self) -> int:
+        return len(self.weights)
+
 
 def real_codes(enc: EncodedUsers, item_factors: np.ndarray, rng: np.random.Generator
                ) -> np.ndarray:
@@ -76,17 +88,64 @@ def real_codes(enc: EncodedUsers, item_factors: np.ndarray, rng: np.random.Gener
     return np.column_stack([z, *extra])
 
 
-def fit_closed_form(enc: EncodedUsers, rank: int, rng: np.random.Generator
-                    ) -> tuple[ClosedForm, np.ndarray]:
-    """The Gaussian sampler and the real users' augmented codes (the GAN's training data)."""
+def auto_components(n_users: int) -> int:
+    """One component per 100 users, 1 to 10: enough to separate communities, few enough
+    that every component's covariance is estimated from ~100 users."""
+    return int(np.clip(n_users // 100, 1, 10))
+
+
+def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
+    """Labels from k-means with k-means++ seeding (deterministic for a given rng)."""
+    n = len(x)
+    k = min(k, n)
+    centres = [x[rng.integers(n)]]
+    d2 = ((x - centres[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        probs = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
+        centres.append(x[rng.choice(n, p=probs)])
+        d2 = np.minimum(d2, ((x - centres[-1]) ** 2).sum(axis=1))
+    c = np.array(centres)
+    labels = np.zeros(n, dtype=np.int64)
+    for _ in range(iters):
+        dist = (x ** 2).sum(1)[:, None] - 2 * x @ c.T + (c ** 2).sum(1)[None, :]
+        new = dist.argmin(axis=1)
+        if _ and np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            members = x[labels == j]
+            if len(members):
+                c[j] = members.mean(axis=0)
+    return labels
+
+
+def fit_closed_form(enc: EncodedUsers, rank: int, rng: np.random.Generator,
+                    n_components: int | None = None) -> tuple[ClosedForm, np.ndarray]:
+    """The Gaussian-mixture sampler and the real users' augmented codes (the GAN's data)."""
     m = row_normalised(enc.stacked().astype(np.float64))
     _, v = randomized_svd(m, rank, rng)
     codes = real_codes(enc, v, rng)
+    dim = codes.shape[1]
     mean = codes.mean(axis=0)
-    cov = np.cov(codes, rowvar=False) + 1e-6 * np.eye(codes.shape[1])
+    cov = np.cov(codes, rowvar=False) + 1e-6 * np.eye(dim)
     chol = np.linalg.cholesky(cov)
+    k = auto_components(len(codes)) if n_components is None else n_components
+    # components from the raw taste codes: their variance ranks directions by how much
+    # they separate users (whitening would make noise directions count as much), and the
+    # copula coordinates would split users by how much they do, not what they like
+    labels = kmeans(codes[:, :v.shape[1]], k, rng)
+    weights, means, chols = [], [], []
+    for j in np.unique(labels):
+        members = codes[labels == j]
+        n_j = len(members)
+        local = np.cov(members, rowvar=False) if n_j > 1 else np.zeros((dim, dim))
+        # shrink towards the global covariance: small components borrow its shape
+        shrunk = (n_j * local + dim * cov) / (n_j + dim) + 1e-6 * np.eye(dim)
+        weights.append(n_j / len(codes))
+        means.append(members.mean(axis=0))
+        chols.append(np.linalg.cholesky(shrunk))
     share = None if enc.liked_share is None else Marginal.fit(enc.liked_share)
-    form = ClosedForm(v, np.zeros(v.shape[0]), mean, chol,
-                      Marginal.fit(np.log(enc.activity.astype(np.float64))), share,
-                      len(enc.channels))
+    form = ClosedForm(v, np.zeros(v.shape[0]), mean, chol, np.array(weights), np.array(means),
+                      np.array(chols), Marginal.fit(np.log(enc.activity.astype(np.float64))),
+                      share, len(enc.channels))
     return form, codes

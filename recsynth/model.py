@@ -13,18 +13,22 @@ from torch import nn
 
 
 class ResidualGenerator(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
+    """noise + MLP(noise, component): identity at initialisation, per mixture component."""
+
+    def __init__(self, dim: int, hidden: int, n_components: int = 1) -> None:
         super().__init__()
+        self.n_components = n_components
         self.net = nn.Sequential(
-            nn.Linear(dim, hidden), nn.LeakyReLU(0.2),
+            nn.Linear(dim + n_components, hidden), nn.LeakyReLU(0.2),
             nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
             nn.Linear(hidden, dim),
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        return noise + self.net(noise)
+    def forward(self, noise: torch.Tensor, component: torch.Tensor) -> torch.Tensor:
+        onehot = nn.functional.one_hot(component, self.n_components).to(noise.dtype)
+        return noise + self.net(torch.cat([noise, onehot], dim=1))
 
 
 class PacCritic(nn.Module):

@@ -30,17 +30,38 @@ CHECK_LAMBDA = 500.0
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
+def generate(generator: ResidualGenerator, form: ClosedForm, n: int,
+             gen: torch.Generator) -> torch.Tensor:
+    """n augmented codes, differentiable: component k ~ weights, then μ_k + L_k·G(ε, k)."""
+    weights = torch.from_numpy(form.weights).float()
+    component = torch.multinomial(weights, n, replacement=True, generator=gen)
+    noise = torch.randn(n, form.dim, generator=gen)
+    white = generator(noise, component)
+    means = torch.from_numpy(form.means).float()[component]
+    chols = torch.from_numpy(form.chols).float()[component]
+    return means + torch.einsum("nij,nj->ni", chols, white)
+
+
 def sample_codes(generator: ResidualGenerator, form: ClosedForm, n: int,
                  gen: torch.Generator) -> torch.Tensor:
-    """n augmented codes: μ + L·G(ε)."""
-    noise = torch.randn(n, form.dim, generator=gen)
     with torch.no_grad():
-        white = generator(noise)
-    return torch.from_numpy(form.mean).float() + white @ torch.from_numpy(form.chol).float().T
+        return generate(generator, form, n, gen)
 
 
 def whiten(codes: np.ndarray, form: ClosedForm) -> np.ndarray:
     return np.linalg.solve(form.chol, (codes - form.mean).T).T
+
+
+class Whitener(torch.nn.Module):
+    """Codes → the common whitened space the critic sees (global mean and covariance)."""
+
+    def __init__(self, form: ClosedForm) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.from_numpy(form.mean).float())
+        self.register_buffer("inv", torch.from_numpy(np.linalg.inv(form.chol)).float())
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return (codes - self.mean) @ self.inv.T
 
 
 @dataclass
@@ -94,8 +115,9 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     torch.manual_seed(config.seed)  # module init only; all sampling uses `gen` below
     gen = torch.Generator().manual_seed(config.seed)
     dim = form.dim
-    generator = ResidualGenerator(dim, config.hidden)
+    generator = ResidualGenerator(dim, config.hidden, form.n_components)
     critic = PacCritic(dim, config.hidden, config.pac)
+    white = Whitener(form)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
@@ -115,7 +137,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         d_losses, g_losses = [], []
         for lo in range(0, len(real) - batch + 1, batch):
             real_b = real[perm[lo:lo + batch]]
-            fake_b = generator(torch.randn(batch, dim, generator=gen)).detach()
+            fake_b = white(generate(generator, form, batch, gen)).detach()
             gp = gradient_penalty(critic, real_b, fake_b, gen)
             loss_d = critic(fake_b).mean() - critic(real_b).mean() + config.gp_lambda * gp
             opt_d.zero_grad(set_to_none=True)
@@ -124,7 +146,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
             d_losses.append(loss_d.item())
             step += 1
             if step % config.n_critic == 0:
-                loss_g = -critic(generator(torch.randn(batch, dim, generator=gen))).mean()
+                loss_g = -critic(white(generate(generator, form, batch, gen))).mean()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
