@@ -34,6 +34,7 @@ demo: $(STAMP)  ## split sample_data/ by user, score a popularity sampler agains
 
 bench: $(STAMP)  ## run the benchmarks (writes benchmarks/results/*.json)
 	$(PY) benchmarks/bench_evaluate.py
+	$(PY) benchmarks/bench_gan.py
 
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check recsynth tests benchmarks

@@ -208,6 +208,10 @@ def fit(
         help="Decoder temperature (default: chosen by the held-out check).")] = None,
     like_threshold: Annotated[Optional[float], typer.Option(
         help="Ratings at or above this are 'liked' (default: rounded-up mean rating).")] = None,
+    components: Annotated[Optional[int], typer.Option(
+        help="Gaussian-mixture components (default: 1, or users/100 up to 10 when users "
+             "form separate communities).")]
+        = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     schema: SchemaFile = None,
     user_col: UserCol = None,
@@ -227,7 +231,8 @@ def fit(
         raise UsageError("--device cuda: this release trains on the CPU only")
     budget = parse_duration(time_budget) if time_budget is not None else None
     config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
-                         epochs=epochs, holdout_frac=holdout_frac, seed=seed)
+                         n_components=components, epochs=epochs, holdout_frac=holdout_frac,
+                         seed=seed)
 
     with StageReporter(stderr, quiet=quiet) as report:
         report("device: cpu")

@@ -25,9 +25,10 @@ from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.rowmodel import RowModel
 from recsynth.schema import resolve_schema
 from recsynth.split import holdout_users
-from recsynth.train import EpochCallback, UtilityCheck, sample_codes, train_gan
+from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
 
 MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise
+MAX_DCR_SHARE = 0.52  # privacy guard of the temperature search (0.5 = no closer to train)
 
 
 def validate_config(config: ModelConfig) -> None:
@@ -111,18 +112,15 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         return UtilityCheck.build(base, temperature, n_items, fit_users.n_users,
                                   val_users.channels[0], config.seed)
 
-    search: dict[str, float] = {}
+    search: dict[str, dict[str, float]] = {}
     if config.temperature is not None:
         temperature = config.temperature
     elif val_users is None:
         temperature = DEFAULT_TEMPERATURE
     else:
         on_stage(f"choosing the decoder temperature by the held-out check {TEMPERATURE_GRID}")
-        for t in TEMPERATURE_GRID:
-            candidate = check_for(calibrated(form, identity, t, config.seed), t)
-            search[str(t)] = candidate(identity) if candidate is not None else float("nan")
-        scored = {float(t): v for t, v in search.items() if v == v}
-        temperature = max(scored, key=scored.get) if scored else DEFAULT_TEMPERATURE
+        temperature = _choose_temperature(form, identity, calibrated, check_for, fit_users,
+                                          val_users, config.seed, search)
     config = replace(config, rank=rank, temperature=temperature,
                      n_components=form.n_components)
     form = calibrated(form, identity, temperature, config.seed)
@@ -159,6 +157,30 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     with io.atomic_path(out, overwrite) as tmp:
         save_model(model, tmp, result.history, manifest)
     return Path(out)
+
+
+def _choose_temperature(form, identity, calibrated, check_for, fit_users: EncodedUsers,
+                        val_users: EncodedUsers, seed: int,
+                        search: dict[str, dict[str, float]]) -> float:
+    """Best held-out utility among temperatures whose DCR share stays ≤ MAX_DCR_SHARE.
+
+    Sharper decoding scores better and sits closer to the fitting users; the guard keeps
+    the search from buying utility with privacy. With no candidate inside it, the least
+    leaky temperature is taken.
+    """
+    # each user's whole item set: channels are disjoint, so their sum is binary
+    fit_sets = sum(fit_users.channels[1:], fit_users.channels[0]).tocsr()
+    val_sets = sum(val_users.channels[1:], val_users.channels[0]).tocsr()
+    for t in TEMPERATURE_GRID:
+        check = check_for(calibrated(form, identity, t, seed), t)
+        if check is None:
+            return DEFAULT_TEMPERATURE
+        share = dcr_share(check.generated(identity, first_channel=False), fit_sets, val_sets, seed)
+        search[str(t)] = {"check_ndcg10": check(identity), "dcr_share": share}
+    safe = {float(t): v["check_ndcg10"] for t, v in search.items() if v["dcr_share"] <= MAX_DCR_SHARE}
+    if safe:
+        return max(safe, key=safe.get)
+    return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])
 
 
 def parse_duration(text: str) -> float:

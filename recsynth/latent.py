@@ -88,10 +88,27 @@ def real_codes(enc: EncodedUsers, item_factors: np.ndarray, rng: np.random.Gener
     return np.column_stack([z, *extra])
 
 
-def auto_components(n_users: int) -> int:
-    """One component per 100 users, 1 to 10: enough to separate communities, few enough
-    that every component's covariance is estimated from ~100 users."""
-    return int(np.clip(n_users // 100, 1, 10))
+CLUSTERED_R2 = 0.3
+"""A 2-means split of the taste codes explaining this share of their variance means
+separate communities (0.49 on two disjoint communities; 0.10 on MovieLens-100K, 0.02 on
+online-retail)."""
+
+
+def explained_variance(x: np.ndarray, labels: np.ndarray) -> float:
+    total = ((x - x.mean(axis=0)) ** 2).sum()
+    within = sum(((x[labels == j] - x[labels == j].mean(axis=0)) ** 2).sum()
+                 for j in np.unique(labels))
+    return float(1.0 - within / total) if total > 0 else 0.0
+
+
+def auto_components(taste: np.ndarray, rng: np.random.Generator) -> int:
+    """One Gaussian unless users form separate communities; then one component per 100
+    users (1 to 10). Components on weakly clustered data measurably leaked (membership AUC
+    +0.02, DCR share +0.06 on MovieLens-100K) without helping utility."""
+    k_max = int(np.clip(len(taste) // 100, 1, 10))
+    if k_max < 2 or explained_variance(taste, kmeans(taste, 2, rng)) < CLUSTERED_R2:
+        return 1
+    return k_max
 
 
 def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
@@ -129,11 +146,12 @@ def fit_closed_form(enc: EncodedUsers, rank: int, rng: np.random.Generator,
     mean = codes.mean(axis=0)
     cov = np.cov(codes, rowvar=False) + 1e-6 * np.eye(dim)
     chol = np.linalg.cholesky(cov)
-    k = auto_components(len(codes)) if n_components is None else n_components
+    taste = codes[:, :v.shape[1]]
+    k = auto_components(taste, rng) if n_components is None else n_components
     # components from the raw taste codes: their variance ranks directions by how much
     # they separate users (whitening would make noise directions count as much), and the
     # copula coordinates would split users by how much they do, not what they like
-    labels = kmeans(codes[:, :v.shape[1]], k, rng)
+    labels = kmeans(taste, k, rng) if k > 1 else np.zeros(len(codes), dtype=np.int64)
     weights, means, chols = [], [], []
     for j in np.unique(labels):
         members = codes[labels == j]

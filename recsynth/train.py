@@ -85,14 +85,20 @@ class UtilityCheck:
             return None
         return cls(form, temperature, n_items, n_generated, foldin[keep], test[keep], seed)
 
-    def __call__(self, generator: ResidualGenerator) -> float:
-        gen = torch.Generator().manual_seed(self.seed + 17)  # same noise at every check
+    def generated(self, generator: ResidualGenerator, first_channel: bool) -> sp.csr_matrix:
+        """Generated users x items (first channel only, or every item), same noise each time."""
+        gen = torch.Generator().manual_seed(self.seed + 17)
         x = sample_codes(generator, self.form, self.n_generated, gen)
         d = decode(x, self.form, self.temperature, self.n_items, gen)
-        rows = d.liked if d.liked is not None else np.ones(len(d.item_index), dtype=bool)
-        syn = sp.csr_matrix((np.ones(int(rows.sum()), dtype=np.float32),
-                             (d.user_index[rows], d.item_index[rows])),
-                            shape=(d.n_users, self.n_items))
+        rows = np.ones(len(d.item_index), dtype=bool)
+        if first_channel and d.liked is not None:
+            rows = d.liked
+        return sp.csr_matrix((np.ones(int(rows.sum()), dtype=np.float32),
+                              (d.user_index[rows], d.item_index[rows])),
+                             shape=(d.n_users, self.n_items))
+
+    def __call__(self, generator: ResidualGenerator) -> float:
+        syn = self.generated(generator, first_channel=True)
         model = EASE(lambdas=CHECK_LAMBDA).fit(syn, np.random.default_rng(0))
         top = top_k(model.score(self.foldin), self.foldin, 10)
         return float(accuracy_per_user(top, self.test, [10])["ndcg@10"].mean())
@@ -179,3 +185,19 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
 
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
+
+
+def dcr_share(generated: sp.csr_matrix, fit_users: sp.csr_matrix, held_out: sp.csr_matrix,
+              seed: int) -> float:
+    """Share of generated users closer to a fitting user than to a held-out one (ties ½).
+
+    Equal-size references (fitting users subsampled to the held-out count), so 0.5 means
+    the generator sits no closer to the users it learned from than to unseen ones.
+    """
+    from recsynth.metrics.privacy import closer_share, nearest_jaccard
+
+    rng = np.random.default_rng([seed, 23])
+    n = held_out.shape[0]
+    ref = fit_users[np.sort(rng.choice(fit_users.shape[0], size=n, replace=False))]
+    return closer_share(nearest_jaccard(generated, ref).first,
+                        nearest_jaccard(generated, held_out).first)
