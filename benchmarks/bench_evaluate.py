@@ -1,6 +1,7 @@
 """Benchmark: `recsynth evaluate` on ~1 M interactions (target: < 60 s, < 4 GB peak, 2 cores).
 
-    python benchmarks/bench_evaluate.py [--replicas 10] [--out benchmarks/results/bench_evaluate.json]
+    python benchmarks/bench_evaluate.py [--replicas 10]
+        [--out benchmarks/results/bench_evaluate.json]
 
 Builds the log from MovieLens-100K users replicated with new ids (10 x 100 K rows), splits
 it 80/20 by user, draws a popularity-sampler synthetic log, then times the real CLI in a
@@ -23,7 +24,7 @@ import polars as pl
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from fetch_ml100k import fetch  # noqa: E402
+from fetch_ml100k import fetch  # noqa: E402  (sibling script, importable once on the path)
 
 DATA = HERE / "data"
 RECSYNTH = [sys.executable, "-m", "recsynth"]

@@ -80,7 +80,7 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
                    "recommenders": list(config.recommenders)},
         "data": {"train": _log_summary(inputs.train), "holdout": _log_summary(inputs.holdout),
                  "synthetic": _log_summary(inputs.synthetic),
-                 "catalog_items": len(inputs.catalog), "evaluated_users": int(len(evaluated)),
+                 "catalog_items": len(inputs.catalog), "evaluated_users": len(evaluated),
                  "user_col": schema.user_col, "item_col": schema.item_col},
         "utility": utility,
         "fidelity": fidelity,

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
@@ -48,7 +47,8 @@ def _user_key_info(users: pl.Series) -> dict[str, Any]:
     return {"dtype": str(users.dtype), "prefix": "syn-"}
 
 
-def _split_users(enc: EncodedUsers, config: ModelConfig) -> tuple[EncodedUsers, EncodedUsers | None]:
+def _split_users(enc: EncodedUsers, config: ModelConfig
+                 ) -> tuple[EncodedUsers, EncodedUsers | None]:
     n_val = round(config.holdout_frac * enc.n_users)
     if config.holdout_frac == 0 or n_val < MIN_CHECK_USERS or enc.n_users - n_val < 2:
         return enc, None
@@ -126,8 +126,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     form = calibrated(form, identity, temperature, config.seed)
     timings["closed_form"] = time.monotonic() - tick
 
-    on_stage(f"training the GAN on {fit_users.n_users} users "
-             f"({'no held-out check' if val_users is None else f'{val_users.n_users} held out for the check'})")
+    held = "no held-out check" if val_users is None else \
+        f"{val_users.n_users} held out for the check"
+    on_stage(f"training the GAN on {fit_users.n_users} users ({held})")
     tick = time.monotonic()
     result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget)
     generator = ResidualGenerator(form.dim, config.hidden, form.n_components)
@@ -177,7 +178,8 @@ def _choose_temperature(form, identity, calibrated, check_for, fit_users: Encode
             return DEFAULT_TEMPERATURE
         share = dcr_share(check.generated(identity, first_channel=False), fit_sets, val_sets, seed)
         search[str(t)] = {"check_ndcg10": check(identity), "dcr_share": share}
-    safe = {float(t): v["check_ndcg10"] for t, v in search.items() if v["dcr_share"] <= MAX_DCR_SHARE}
+    safe = {float(t): v["check_ndcg10"] for t, v in search.items()
+            if v["dcr_share"] <= MAX_DCR_SHARE}
     if safe:
         return max(safe, key=safe.get)
     return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])
@@ -193,7 +195,8 @@ def parse_duration(text: str) -> float:
         else:
             value = float(t)
     except ValueError:
-        raise UsageError(f"--time-budget {text!r}: expected a duration like 90s, 10m or 1h") from None
+        raise UsageError(f"--time-budget {text!r}: expected a duration like 90s, 10m "
+                         "or 1h") from None
     if value <= 0:
         raise UsageError(f"--time-budget {text!r}: must be positive")
     return value

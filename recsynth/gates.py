@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ def parse_gates(under: list[str], over: list[str]) -> list[Gate]:
                 threshold = float(value)
             except ValueError:
                 threshold = float("nan")
-            if not sep or not metric or threshold != threshold:
+            if not sep or not metric or math.isnan(threshold):
                 raise UsageError(f"--fail-{op} {spec!r}: expected METRIC=NUMBER, e.g. tstr=0.9")
             gates.append(Gate(metric.strip(), op, threshold))
     return gates

@@ -469,7 +469,7 @@ class _Rating(_Categorical):
         if full.empty:
             return _nulls(self.name, self.dtype, batch.size)
         codes = np.empty(batch.size, dtype=np.int64)
-        for mask, half in zip((batch.liked, ~batch.liked), self._halves):
+        for mask, half in zip((batch.liked, ~batch.liked), self._halves, strict=True):
             rows = np.flatnonzero(mask)
             sampler, least = (full, 1) if half.empty else (half, MIN_HALF_RATINGS)
             codes[rows] = sampler.draw(batch.items[rows], rng, least)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
+import tomllib
 
 from recsynth.errors import DataError, UsageError
 

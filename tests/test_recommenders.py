@@ -178,7 +178,7 @@ def test_bpr_gradients_match_autograd():
     loss = -torch.nn.functional.logsigmoid((u * (i - j)).sum(1) + b_i - b_j).mean()
     auto = torch.autograd.grad(loss, leaves)
     mine = bpr_grads(eu, ei, ej, bi, bj)
-    for want, got in zip(auto[:4], mine):
+    for want, got in zip(auto[:4], mine, strict=True):
         torch.testing.assert_close(got, want)
     torch.testing.assert_close(-mine[3], auto[4])
 

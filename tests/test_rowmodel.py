@@ -165,7 +165,7 @@ def test_user_attributes_override_drawn_values(leveled):
     given = pl.DataFrame({"country": ["Iceland", "Norway"]})
     out = model.sample(np.array([0, 0, 1]), np.array([0, 1, 2]), None, keys,
                        np.random.default_rng(0), user_attributes=given)
-    assert dict(zip(out["user_id"], out["country"])) == {7: "Iceland", 8: "Norway"}
+    assert dict(zip(out["user_id"], out["country"], strict=True)) == {7: "Iceland", 8: "Norway"}
     with pytest.raises(ValueError, match="rows"):
         model.sample(np.array([0]), np.array([0]), None, keys, np.random.default_rng(0),
                      user_attributes=given.head(1))

@@ -1,0 +1,100 @@
+"""Generators side by side on the same 80/20 user split: popularity sampler, the tuned
+SVD-Gaussian closed form (`fit --epochs 0` over a small rank/temperature grid), and the
+default GAN. Re-run with every model change.
+
+    python benchmarks/compare_generators.py [--datasets ml100k,online_retail] [--seeds 0,1,2]
+        [--grid 20:0.01,50:0.01,50:0.02] [--out benchmarks/results/compare_generators.json]
+
+Needs the splits made by `benchmarks/popularity_tables.sh` (benchmarks/data/NAME-*.parquet).
+Prints one line per generator: mean over seeds of EASE TSTR (NDCG@10 ratio), membership
+AUC, DCR share, exact copies among users with >= 5 items, activity KS, popularity TVD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+RS = [sys.executable, "-m", "recsynth"]
+KEYS = ("tstr", "mia_auc", "dcr_share", "copies_5plus", "activity_ks", "popularity_tvd")
+
+
+def evaluate(name: str, synthetic: Path, out: Path) -> dict[str, float]:
+    extra = ["--min-rating", "4"] if name == "ml100k" else []
+    subprocess.run([*RS, "evaluate", "--train", str(DATA / f"{name}-train.parquet"),
+                    "--holdout", str(DATA / f"{name}-holdout.parquet"), "--synthetic",
+                    str(synthetic), "--recommenders", "ease", "--k", "10", "--out", str(out),
+                    "--overwrite", "-q", *extra], check=True, stdout=subprocess.DEVNULL)
+    r = json.loads(out.read_text())
+    return {"tstr": r["utility"]["ease"]["ratio"]["ndcg@10"], "mia_auc": r["privacy"]["mia_auc"],
+            "dcr_share": r["privacy"]["dcr_share"],
+            "copies_5plus": r["privacy"]["exact_copy_share_5plus"] or 0.0,
+            "activity_ks": r["fidelity"]["activity_ks"],
+            "popularity_tvd": r["fidelity"]["item_popularity_tvd"]}
+
+
+def run_generator(name: str, kind: str, fit_args: list[str], seed: int, tmp: Path) -> dict:
+    train = DATA / f"{name}-train.parquet"
+    syn = tmp / "syn.parquet"
+    if kind == "popularity":
+        subprocess.run([sys.executable, str(HERE / "baselines.py"), str(train), "--out",
+                        str(syn), "--seed", str(seed), "--overwrite"], check=True,
+                       stdout=subprocess.DEVNULL)
+    else:
+        model = tmp / "model"
+        subprocess.run([*RS, "fit", str(train), "--out", str(model), "--seed", str(seed),
+                        "--overwrite", "-q", *fit_args], check=True, stdout=subprocess.DEVNULL)
+        n_users = pl.scan_parquet(train).select(pl.col("user_id").n_unique()).collect().item()
+        subprocess.run([*RS, "sample", str(model), "--users", str(n_users), "--out", str(syn),
+                        "--seed", str(seed), "--overwrite", "-q"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return evaluate(name, syn, tmp / "report.json")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", default="ml100k,online_retail")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--grid", default="20:0.01,50:0.01,50:0.02,100:0.005")
+    parser.add_argument("--out", default=str(HERE / "results" / "compare_generators.json"))
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    generators = [("popularity", "popularity", [])]
+    for cell in args.grid.split(","):
+        rank, temp = cell.split(":")
+        generators.append((f"svd-gaussian r{rank} T{temp}", "fit",
+                           ["--epochs", "0", "--rank", rank, "--temperature", temp,
+                            "--components", "1", "--holdout-frac", "0"]))
+    generators.append(("gan (defaults)", "fit", []))
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name in args.datasets.split(","):
+        if not (DATA / f"{name}-train.parquet").exists():
+            print(f"{name}: no split in {DATA}; run benchmarks/popularity_tables.sh",
+                  file=sys.stderr)
+            continue
+        results[name] = {}
+        print(f"\n{name}\n{'generator':32s} " + " ".join(f"{k:>14s}" for k in KEYS))
+        for label, kind, fit_args in generators:
+            runs = []
+            for seed in seeds:
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs.append(run_generator(name, kind, fit_args, seed, Path(tmp)))
+            mean = {k: float(np.mean([r[k] for r in runs])) for k in KEYS}
+            mean["tstr_sd"] = float(np.std([r["tstr"] for r in runs]))
+            results[name][label] = mean
+            print(f"{label:32s} " + " ".join(f"{mean[k]:14.3f}" for k in KEYS), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"seeds": seeds, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
