@@ -208,9 +208,13 @@ def fit(
     like_threshold: Annotated[Optional[float], typer.Option(
         help="Ratings at or above this are 'liked' (default: rounded-up mean rating).")] = None,
     components: Annotated[Optional[int], typer.Option(
-        help="Gaussian-mixture components (default: 1, or users/100 up to 10 when users "
-             "form separate communities).")]
+        help="Gaussian-mixture components (default: users/300, or users/100 when users "
+             "form separate communities; at most 10).")]
         = None,
+    max_dcr_share: Annotated[float, typer.Option(
+        help="Privacy guard of the temperature search: the largest share of held-out-check "
+             "synthetic users closer to fitting users than to held-out ones (0.5 = none).")] =
+        ModelConfig.max_dcr_share,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     schema: SchemaFile = None,
     user_col: UserCol = None,
@@ -231,7 +235,7 @@ def fit(
     budget = parse_duration(time_budget) if time_budget is not None else None
     config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
-                         seed=seed)
+                         max_dcr_share=max_dcr_share, seed=seed)
 
     with StageReporter(stderr, quiet=quiet) as report:
         report("device: cpu")

@@ -23,7 +23,9 @@ class ModelConfig:
 
     rank: int | None = None  # SVD factors per user code; None: clip(users / 15, 2, 200)
     temperature: float | None = None  # decoder sharpness; None: picked by the held-out check
-    n_components: int | None = None  # Gaussian-mixture components; None: one per 100 users
+    n_components: int | None = None  # Gaussian-mixture components; None: see auto_components
+    max_dcr_share: float = 0.55  # privacy guard of the temperature search (0.5: no closer
+    # to the fitting users than to held-out ones; evaluate measures ~0.04 above this)
     like_threshold: float | None = None  # None: rounded-up mean rating; no rating: one channel
     hidden: int = 128  # width of the generator's residual MLP and of the critic
     pac: int = 8  # PacGAN: the critic judges packs of this many users

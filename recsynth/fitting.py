@@ -27,7 +27,6 @@ from recsynth.split import holdout_users
 from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
 
 MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise
-MAX_DCR_SHARE = 0.52  # privacy guard of the temperature search (0.5 = no closer to train)
 
 
 def validate_config(config: ModelConfig) -> None:
@@ -36,6 +35,8 @@ def validate_config(config: ModelConfig) -> None:
         raise UsageError("rank, hidden and pac must be >= 1 and epochs >= 0")
     if config.temperature is not None and config.temperature <= 0:
         raise UsageError(f"temperature must be positive (got {config.temperature})")
+    if not 0.5 <= config.max_dcr_share <= 1.0:
+        raise UsageError(f"--max-dcr-share must be in [0.5, 1] (got {config.max_dcr_share})")
     if not 0.0 <= config.holdout_frac < 1.0:
         raise UsageError(f"--holdout-frac must be in [0, 1) (got {config.holdout_frac})")
 
@@ -120,7 +121,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     else:
         on_stage(f"choosing the decoder temperature by the held-out check {TEMPERATURE_GRID}")
         temperature = _choose_temperature(form, identity, calibrated, check_for, fit_users,
-                                          val_users, config.seed, search)
+                                          val_users, config, search)
     config = replace(config, rank=rank, temperature=temperature,
                      n_components=form.n_components)
     form = calibrated(form, identity, temperature, config.seed)
@@ -161,9 +162,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
 
 
 def _choose_temperature(form, identity, calibrated, check_for, fit_users: EncodedUsers,
-                        val_users: EncodedUsers, seed: int,
+                        val_users: EncodedUsers, config: ModelConfig,
                         search: dict[str, dict[str, float]]) -> float:
-    """Best held-out utility among temperatures whose DCR share stays ≤ MAX_DCR_SHARE.
+    """Best held-out utility among temperatures whose DCR share stays ≤ max_dcr_share.
 
     Sharper decoding scores better and sits closer to the fitting users; the guard keeps
     the search from buying utility with privacy. With no candidate inside it, the least
@@ -173,13 +174,14 @@ def _choose_temperature(form, identity, calibrated, check_for, fit_users: Encode
     fit_sets = sum(fit_users.channels[1:], fit_users.channels[0]).tocsr()
     val_sets = sum(val_users.channels[1:], val_users.channels[0]).tocsr()
     for t in TEMPERATURE_GRID:
-        check = check_for(calibrated(form, identity, t, seed), t)
+        check = check_for(calibrated(form, identity, t, config.seed), t)
         if check is None:
             return DEFAULT_TEMPERATURE
-        share = dcr_share(check.generated(identity, first_channel=False), fit_sets, val_sets, seed)
+        share = dcr_share(check.generated(identity, first_channel=False), fit_sets, val_sets,
+                          config.seed)
         search[str(t)] = {"check_ndcg10": check(identity), "dcr_share": share}
     safe = {float(t): v["check_ndcg10"] for t, v in search.items()
-            if v["dcr_share"] <= MAX_DCR_SHARE}
+            if v["dcr_share"] <= config.max_dcr_share}
     if safe:
         return max(safe, key=safe.get)
     return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])

@@ -102,13 +102,14 @@ def explained_variance(x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def auto_components(taste: np.ndarray, rng: np.random.Generator) -> int:
-    """One Gaussian unless users form separate communities; then one component per 100
-    users (1 to 10). Components on weakly clustered data measurably leaked (membership AUC
-    +0.02, DCR share +0.06 on MovieLens-100K) without helping utility."""
-    k_max = int(np.clip(len(taste) // 100, 1, 10))
-    if k_max < 2 or explained_variance(taste, kmeans(taste, 2, rng)) < CLUSTERED_R2:
-        return 1
-    return k_max
+    """One component per 300 users (1 to 10), or per 100 when users form separate
+    communities. Measured: 10 components lifted the held-out check on online-retail
+    (3,150 users) from 0.149 to 0.195; components of ~100 users on MovieLens-100K leaked
+    (membership AUC +0.02, DCR share +0.06) without helping utility."""
+    n = len(taste)
+    if n >= 200 and explained_variance(taste, kmeans(taste, 2, rng)) >= CLUSTERED_R2:
+        return int(np.clip(n // 100, 2, 10))
+    return int(np.clip(n // 300, 1, 10))
 
 
 def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:

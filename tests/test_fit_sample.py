@@ -40,6 +40,15 @@ def test_model_directory_contents(model_dir: Path) -> None:
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert len(manifest["inputs"][0]["sha256"]) == 64
     assert manifest["versions"]["torch"]
+    from recsynth.config import TEMPERATURE_GRID
+
+    search = manifest["temperature_search"]
+    assert sorted(float(t) for t in search) == sorted(TEMPERATURE_GRID)
+    chosen = config["model"]["temperature"]
+    admissible = [float(t) for t, v in search.items()
+                  if v["dcr_share"] <= config["model"]["max_dcr_share"]]
+    if admissible:  # the best held-out utility among the admissible temperatures
+        assert chosen == max(admissible, key=lambda t: search[str(t)]["check_ndcg10"])
 
 
 def test_sample_has_the_real_schema_and_new_users(model_dir: Path, sample_frame: pl.DataFrame,
@@ -206,3 +215,36 @@ def test_duplicate_rows_and_all_null_columns_are_accepted(sample_frame: pl.DataF
     assert main(["sample", str(tmp_path / "m"), "--users", "10", "--out", str(out), "-q"]) == 0
     syn = pl.read_parquet(out)
     assert syn["empty"].null_count() == syn.height
+
+
+def test_durations_and_time_budget(sample_path: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from recsynth.errors import UsageError
+    from recsynth.fitting import parse_duration
+
+    assert parse_duration("90") == 90 and parse_duration("10m") == 600
+    assert parse_duration("1.5h") == 5400
+    for bad in ("soon", "-1m", "0"):
+        with pytest.raises(UsageError):
+            parse_duration(bad)
+    out = tmp_path / "m"
+    code, _, _ = run(["fit", str(sample_path), "--out", str(out), "--epochs", "500",
+                      "--time-budget", "0.5s", "-q"], capsys)
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stopped"] == "time budget"
+    assert len((out / "training.jsonl").read_text().splitlines()) < 500
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-dcr-share", "0.3"], "--max-dcr-share"),
+    (["--temperature", "0"], "temperature"),
+    (["--time-budget", "soon"], "--time-budget"),
+    (["--device", "tpu"], "--device"),
+])
+def test_fit_usage_errors(args: list[str], message: str, sample_path: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m"
+    code, _, err = run(["fit", str(sample_path), "--out", str(out), *args], capsys)
+    assert code == 2 and message in err
+    assert not out.exists()
