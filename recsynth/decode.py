@@ -47,10 +47,20 @@ def _gumbel_top(logits: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
         return empty, empty
     u = torch.rand(logits.shape, generator=gen, dtype=logits.dtype).clamp_(1e-12, 1 - 1e-7)
     keys = logits - torch.log(-torch.log(u))
-    top = torch.topk(keys, k, dim=1, sorted=True).indices
-    keep = torch.arange(k)[None, :] < counts[:, None]
-    rows = torch.arange(len(counts))[:, None].expand(-1, k)
-    return rows[keep], top[keep]
+    # users grouped by count rounded up to a power of two, each group with its own k:
+    # a few heavy users must not make every row pay for a top-k over most of the catalog
+    bucket = torch.ceil(torch.log2(counts.clamp_min(1).double())).long()
+    out_rows, out_items = [], []
+    for b in torch.unique(bucket).tolist():
+        rows = torch.nonzero((bucket == b) & (counts > 0)).squeeze(1)
+        if len(rows) == 0:
+            continue
+        kb = min(int(counts[rows].max()), keys.shape[1])
+        top = torch.topk(keys[rows], kb, dim=1, sorted=True).indices
+        keep = torch.arange(kb)[None, :] < counts[rows][:, None]
+        out_rows.append(rows[:, None].expand(-1, kb)[keep])
+        out_items.append(top[keep])
+    return torch.cat(out_rows), torch.cat(out_items)
 
 
 def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
