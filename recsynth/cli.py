@@ -298,8 +298,9 @@ def sample(
         stats = sample_to_parquet(model, out, n_users=n_users, seed=seed,
                                   batch_users=batch_users, rows_per_file=rows_per_file,
                                   overwrite=overwrite, on_batch=on_batch)
-    stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,
-                 highlight=False)
+    if not quiet:
+        stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,
+                     highlight=False)
     typer.echo(out)
 
 
