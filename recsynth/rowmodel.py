@@ -232,6 +232,12 @@ class _Part:
     name: str
     dtype: pl.DataType
 
+    @classmethod
+    def restore(cls, name: str, dtype: pl.DataType, meta: dict, tables: dict,
+                ctx: _Context) -> _Part:
+        """Parts that store nothing beyond their name and dtype; others override this."""
+        return cls(name, dtype)  # type: ignore[call-arg]
+
     def sample(self, batch: _Batch, rng: np.random.Generator) -> pl.Series:
         raise NotImplementedError
 
@@ -260,10 +266,6 @@ class _Nulls(_Part):
     def sample(self, batch: _Batch, rng: np.random.Generator) -> pl.Series:
         return _nulls(self.name, self.dtype, batch.size)
 
-    @classmethod
-    def restore(cls, name: str, dtype: pl.DataType, meta: dict, tables: dict,
-                ctx: _Context) -> _Nulls:
-        return cls(name, dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,10 +284,6 @@ class _UserKey(_Part):
             raise ValueError(f"user keys of dtype {keys.dtype} cannot be cast to the real "
                              f"user key dtype {self.dtype}") from None
 
-    @classmethod
-    def restore(cls, name: str, dtype: pl.DataType, meta: dict, tables: dict,
-                ctx: _Context) -> _UserKey:
-        return cls(name, dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -318,10 +316,6 @@ class _UserValue(_Part):
         assert batch.user_values is not None
         return batch.user_values.get_column(self.name).gather(batch.users).alias(self.name)
 
-    @classmethod
-    def restore(cls, name: str, dtype: pl.DataType, meta: dict, tables: dict,
-                ctx: _Context) -> _UserValue:
-        return cls(name, dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -334,10 +328,6 @@ class _Timestamp(_Part):
         assert batch.times is not None
         return _from_physical(self.name, batch.times, self.dtype)
 
-    @classmethod
-    def restore(cls, name: str, dtype: pl.DataType, meta: dict, tables: dict,
-                ctx: _Context) -> _Timestamp:
-        return cls(name, dtype)
 
 
 @dataclass(frozen=True, eq=False)
