@@ -23,13 +23,19 @@ test: $(STAMP)  ## run the whole test suite
 	$(PY) -m pytest
 
 DEMO := demo_out
-demo: $(STAMP)  ## split sample_data/ by user, score a popularity sampler against the held-out users
+RS   := $(VENV)/bin/recsynth
+demo: $(STAMP)  ## sample_data/: split by user, fit, sample, evaluate (popularity sampler beside)
 	mkdir -p $(DEMO)
-	$(VENV)/bin/recsynth split sample_data/interactions.parquet --train $(DEMO)/train.parquet \
+	$(RS) split sample_data/interactions.parquet --train $(DEMO)/train.parquet \
 		--holdout $(DEMO)/holdout.parquet --holdout-frac 0.2 --seed 0 --overwrite
+	$(RS) fit $(DEMO)/train.parquet --out $(DEMO)/model --seed 0 --overwrite
+	$(RS) sample $(DEMO)/model --users 240 --out $(DEMO)/synthetic.parquet --seed 0 --overwrite
 	$(PY) benchmarks/baselines.py $(DEMO)/train.parquet --out $(DEMO)/popularity.parquet --overwrite
-	$(VENV)/bin/recsynth evaluate --train $(DEMO)/train.parquet --holdout $(DEMO)/holdout.parquet \
+	$(RS) evaluate --train $(DEMO)/train.parquet --holdout $(DEMO)/holdout.parquet \
 		--synthetic $(DEMO)/popularity.parquet --users sample_data/users.parquet \
+		--out $(DEMO)/report_popularity.json --overwrite --quiet
+	$(RS) evaluate --train $(DEMO)/train.parquet --holdout $(DEMO)/holdout.parquet \
+		--synthetic $(DEMO)/synthetic.parquet --users sample_data/users.parquet \
 		--out $(DEMO)/report.json --overwrite
 
 bench: $(STAMP)  ## run the benchmarks (writes benchmarks/results/*.json)
