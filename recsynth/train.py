@@ -125,11 +125,12 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
               time_budget: float | None = None,
               clock: Callable[[], float] = time.monotonic) -> TrainResult:
     """Train the residual generator against the critic; return the best checked state."""
-    torch.manual_seed(config.seed)  # module init only; all sampling uses `gen` below
     gen = torch.Generator().manual_seed(config.seed)
     dim = form.dim
-    generator = ResidualGenerator(dim, config.hidden, form.n_components)
-    critic = PacCritic(dim, config.hidden, config.pac)
+    with torch.random.fork_rng(devices=[]):  # seeded init, caller's global RNG untouched
+        torch.manual_seed(config.seed)
+        generator = ResidualGenerator(dim, config.hidden, form.n_components)
+        critic = PacCritic(dim, config.hidden, config.pac)
     white = Whitener(form)
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
