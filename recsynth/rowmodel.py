@@ -29,12 +29,17 @@ How each column is generated, by role and level:
 - timestamp: a start per user from the quantiles of real users' first timestamps, then
   pooled within-user gaps (a zero mass plus quantiles of positive gaps), on the real time
   grid. A timeline that would end after the real maximum is shifted back; one longer than
-  the real window is compressed into it, so times stay within the real [min, max].
+  the real window is compressed into it, so times stay within the real [min, max]. A
+  calibration chosen at fit time (see `_Timeline`) then warps the times, or shifts each
+  user's timeline, towards the real timestamp marginal.
   Rows are shuffled within each user first, so the input's item order carries no meaning.
 - identifier, level row: one new id per session (a user's first row and every row after a
   positive gap): f"{user_key}{sep}{n}" for string dtypes, with `sep` a separator that no
   real value contains, so no real id can come out; for numeric dtypes a running integer
   above the real maximum. Level user: one new id per user by the same scheme.
+- repeats: when some real (user, item) pair has several rows, each input pair becomes
+  r >= 1 rows, r from the item's rows-per-pair counts smoothed towards the global ones;
+  each repeat row draws its own values and time. Logs without repeats: one row per pair.
 - anything else (row-level nested/object/null dtypes, identifiers of other dtypes,
   timestamps when the real column is all null): nulls of the real dtype.
 """
@@ -66,6 +71,7 @@ MIN_HALF_RATINGS = 5
 PRIOR = 2.0
 MAX_DISCRETE = 20
 MAX_RATING_LEVELS = 200
+REPEAT_CAP = 100
 SEPARATORS = ("-", "~", "#", ":", "|", "/", "_", "+", "=", ".", "-s-")
 _USERS = "__recsynth_users"
 _ITEM_GRID = np.linspace(0.0, 1.0, ITEM_KNOTS)
@@ -640,6 +646,15 @@ class _Timeline:
 
     Times come out on the real grid `tmin + k * step` (step: the gcd of real offsets, e.g.
     one minute for online-retail), so no sub-second noise appears in minute-level logs.
+
+    Start + pooled gaps alone misplace rows in time (heavy users' timelines stretch, and
+    real activity is not uniform over the window), so a calibration maps the drawn times
+    towards the real marginal: `mode` "warp" sends every time through the monotone map
+    from the quantiles of drawn times (`map_from`) to the real ones (`map_to`), which keeps
+    per-user order and zero gaps; "shift" moves each user's whole timeline by that map's
+    displacement at its middle row, which keeps every gap exactly; "none" leaves it. Fit
+    simulates the timeline on the real users' row counts and keeps the mode with the best
+    max(timestamp KS, gap KS) on a second simulation.
     """
 
     start_knots: np.ndarray
@@ -648,6 +663,11 @@ class _Timeline:
     tmin: int
     tmax: int
     step: int
+    mode: str = "none"
+    map_from: np.ndarray | None = None
+    map_to: np.ndarray | None = None
+
+    MODES: ClassVar[tuple[str, ...]] = ("none", "shift", "warp")
 
     @classmethod
     def fit(cls, frame: pl.DataFrame, user: str, time: str) -> _Timeline | None:
@@ -663,13 +683,42 @@ class _Timeline:
         positive = gaps[gaps > 0]
         tmin = int(t.min())
         step = int(np.gcd.reduce(t - tmin)) or 1
-        return cls(np.quantile(t[first].astype(np.float64), _GLOBAL_GRID),
+        base = cls(np.quantile(t[first].astype(np.float64), _GLOBAL_GRID),
                    float(np.mean(gaps == 0)) if gaps.size else 1.0,
                    np.quantile(positive, _GLOBAL_GRID) if positive.size else np.empty(0),
                    tmin, int(t.max()), step)
+        return base._calibrated(first, t, gaps)
+
+    def _calibrated(self, first: np.ndarray, real: np.ndarray, real_gaps: np.ndarray
+                    ) -> _Timeline:
+        """Pick the mode that best matches the real times and gaps on the real row counts."""
+        if real.size < 2 or self.tmax <= self.tmin:
+            return self
+        simulated = self._raw(first, np.random.default_rng(0))
+        map_from = np.quantile(simulated.astype(np.float64), _GLOBAL_GRID)
+        map_to = np.quantile(real.astype(np.float64), _GLOBAL_GRID)
+        check = self._raw(first, np.random.default_rng(1))
+        best, best_score = self, np.inf
+        for mode in self.MODES:
+            cand = _Timeline(self.start_knots, self.gap_zero, self.gap_knots, self.tmin,
+                             self.tmax, self.step, mode, map_from, map_to)
+            times = cand._placed(check, first)
+            drawn_gaps = np.diff(times)[~first[1:]]
+            score = max(_ks(times, real),
+                        _ks(drawn_gaps, real_gaps) if real_gaps.size else 0.0)
+            if score < best_score - 1e-9:
+                best, best_score = cand, score
+        return best
 
     def draw(self, first: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Times per row and whether each row is later than the user's previous row.
+        """Times per row and whether each row is later than the user's previous row."""
+        times = self._placed(self._raw(first, rng), first)
+        later = np.zeros(first.size, dtype=bool)
+        later[1:] = (times[1:] > times[:-1]) & ~first[1:]
+        return times, later
+
+    def _raw(self, first: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Start + pooled gaps, before calibration.
 
         A timeline longer than the real window is compressed into it rather than clipped,
         so heavy users keep distinct sessions instead of piling up at the real maximum.
@@ -684,7 +733,7 @@ class _Timeline:
             drawn = np.interp(u_gap[1, positive], _GLOBAL_GRID, self.gap_knots) / self.step
             gaps[positive] = np.maximum(np.rint(drawn), 1).astype(np.int64) * self.step
         if m == 0:
-            return gaps, positive
+            return gaps
         owner = np.cumsum(first) - 1
         running = np.cumsum(gaps)
         offset = running - running[heads][owner]
@@ -699,15 +748,40 @@ class _Timeline:
         start = np.interp(u_start, _GLOBAL_GRID, self.start_knots) - self.tmin
         start = self.tmin + np.rint(start / self.step).astype(np.int64) * self.step
         start = np.maximum(np.minimum(start, self.tmax - span), self.tmin)
-        times = np.minimum(start[owner] + offset, self.tmax)
-        later = np.zeros(m, dtype=bool)
-        later[1:] = (times[1:] > times[:-1]) & ~first[1:]
-        return times, later
+        return np.minimum(start[owner] + offset, self.tmax)
+
+    def _placed(self, times: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Apply the calibration `mode` to raw times (rows grouped by user, in time order)."""
+        if self.mode == "none" or times.size == 0 or self.map_from is None:
+            return times
+        assert self.map_to is not None
+        if self.mode == "warp":
+            warped = np.interp(times.astype(np.float64), self.map_from, self.map_to)
+            return self._snap(warped)
+        heads = np.flatnonzero(first)
+        ends = np.append(heads[1:] - 1, first.size - 1)
+        owner = np.cumsum(first) - 1
+        middle = times[(heads + ends) // 2].astype(np.float64)
+        shift = np.interp(middle, self.map_from, self.map_to) - middle
+        span = times[ends] - times[heads]
+        start = self._snap(times[heads] + shift)
+        start = np.maximum(np.minimum(start, self.tmax - span), self.tmin)
+        return times - times[heads][owner] + start[owner]
+
+    def _snap(self, values: np.ndarray) -> np.ndarray:
+        """Nearest point of the real time grid, within [tmin, tmax]."""
+        k = np.rint((values - self.tmin) / self.step).astype(np.int64)
+        return np.clip(self.tmin + k * self.step, self.tmin, self.tmax)
 
     def meta(self) -> dict[str, Any]:
-        return {"start_knots": self.start_knots.tolist(), "gap_zero": self.gap_zero,
-                "gap_knots": self.gap_knots.tolist(), "min": self.tmin, "max": self.tmax,
-                "step": self.step}
+        out: dict[str, Any] = {
+            "start_knots": self.start_knots.tolist(), "gap_zero": self.gap_zero,
+            "gap_knots": self.gap_knots.tolist(), "min": self.tmin, "max": self.tmax,
+            "step": self.step, "mode": self.mode}
+        if self.map_from is not None and self.map_to is not None:
+            out["map_from"] = self.map_from.tolist()
+            out["map_to"] = self.map_to.tolist()
+        return out
 
     @classmethod
     def restore(cls, meta: dict) -> _Timeline:
@@ -718,8 +792,81 @@ class _Timeline:
         step = int(meta["step"])
         if step < 1:
             raise ValueError("timeline: step must be a positive integer")
+        mode = meta.get("mode", "none")
+        if mode not in cls.MODES:
+            raise ValueError(f"timeline: unknown mode {mode!r}")
+        maps = [None if meta.get(k) is None else np.asarray(meta[k], dtype=np.float64)
+                for k in ("map_from", "map_to")]
+        if mode != "none":
+            for knots in maps:
+                if (knots is None or knots.size != GLOBAL_KNOTS
+                        or not np.isfinite(knots).all() or np.any(np.diff(knots) < 0)):
+                    raise ValueError(f"timeline: mode {mode!r} needs map_from and map_to "
+                                     f"of {GLOBAL_KNOTS} non-decreasing numbers")
         return cls(start, float(meta["gap_zero"]), gaps, int(meta["min"]), int(meta["max"]),
-                   step)
+                   step, mode, maps[0], maps[1])
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic."""
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    a, b = np.sort(a), np.sort(b)
+    points = np.concatenate([a, b])
+    fa = np.searchsorted(a, points, side="right") / a.size
+    fb = np.searchsorted(b, points, side="right") / b.size
+    return float(np.max(np.abs(fa - fb)))
+
+
+# ------------------------------------------------------------------ repeats
+
+@dataclass(frozen=True, eq=False)
+class _Repeats:
+    """Rows per (user, item) pair: per-item counts of r (capped at REPEAT_CAP) smoothed
+    towards the global counts, drawn like a categorical (code r - 1).
+
+    Only built when some real pair has more than one row, so logs with one row per pair
+    (ratings) keep exactly one output row per input pair.
+    """
+
+    counts: _Counts
+
+    @classmethod
+    def fit(cls, frame: pl.DataFrame, user: str, items: np.ndarray,
+            n_items: int) -> _Repeats | None:
+        pairs = (pl.DataFrame({"u": frame.get_column(user), "i": items})
+                 .filter(pl.col("i") >= 0).group_by("u", "i").len())
+        r = pairs.get_column("len").to_numpy().astype(np.int64)
+        if r.size == 0 or r.max() <= 1:
+            return None
+        codes = np.minimum(r, REPEAT_CAP) - 1
+        return cls(_Counts.fit(pairs.get_column("i").to_numpy(), codes, REPEAT_CAP, n_items))
+
+    @cached_property
+    def _sampler(self) -> _Sampler:
+        return _Sampler.build(self.counts)
+
+    def draw(self, items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Rows (>= 1) for each input pair."""
+        return self._sampler.draw(items, rng, 1) + 1
+
+    def meta(self) -> dict[str, Any]:
+        return {"global_count": self.counts.global_count.tolist()}
+
+    @classmethod
+    def restore(cls, meta: dict, table: pl.DataFrame, n_items: int) -> _Repeats:
+        global_count = np.asarray(meta["global_count"], dtype=np.int64)
+        if global_count.size != REPEAT_CAP or global_count.min() < 0 or global_count.sum() < 1:
+            raise ValueError(f"repeats: global_count must hold {REPEAT_CAP} counts")
+        _require_columns(table, ("item", "code", "count"), "repeats")
+        item, code, count = (table.get_column(c).cast(pl.Int64).to_numpy() for c in
+                             ("item", "code", "count"))
+        key = item * REPEAT_CAP + code
+        if table.height and (item.min() < 0 or item.max() >= n_items or code.min() < 0
+                             or code.max() >= REPEAT_CAP or count.min() < 1
+                             or np.any(np.diff(key) <= 0)):
+            raise ValueError("repeats: counts table is inconsistent with the catalog")
+        return cls(_Counts(item, code, count, global_count, n_items))
 
 
 # ------------------------------------------------------------------ the model
@@ -733,7 +880,9 @@ class RowModel:
     and the SHA-256 of every Parquet file), `template.parquet` (zero rows: the real column
     order and dtypes), `items.parquet` (one row per catalog item: the item key and the
     item-level columns), `users.parquet` (distinct user-level tuples with their user count
-    in `__recsynth_users`; only with user-level columns), and per modelled column j
+    in `__recsynth_users`; only with user-level columns), `repeats.parquet` (only when
+    real pairs repeat: sparse per-item counts of rows per pair, code r - 1, capped at
+    REPEAT_CAP; the global counts are in the manifest), and per modelled column j
     `colJJ.levels.parquet` + `colJJ.counts.parquet` (categorical, rating: distinct values
     with global counts; sparse per-item counts) or `colJJ.items.parquet` (numeric: per-item
     value and null counts and quantile knots).
@@ -746,6 +895,7 @@ class RowModel:
     parts: tuple[_Part, ...]
     timeline: _Timeline | None
     user_tuples: pl.DataFrame | None
+    repeats: _Repeats | None = None
 
     # ---------------------------------------------------------------- fit
 
@@ -769,30 +919,40 @@ class RowModel:
         tuple_cols = [p.name for p in parts if isinstance(p, _UserValue)]
         user_tuples = _fit_user_tuples(frame, schema.user_col, tuple_cols)
         threshold = None if like_threshold is None else float(like_threshold)
-        return cls(schema, template, catalog, threshold, parts, timeline, user_tuples)
+        repeats = _Repeats.fit(frame, schema.user_col, items, len(catalog))
+        return cls(schema, template, catalog, threshold, parts, timeline, user_tuples, repeats)
 
     # ---------------------------------------------------------------- sample
 
     def sample(self, user_index: np.ndarray, item_index: np.ndarray, liked: np.ndarray | None,
                user_keys: pl.Series, rng: np.random.Generator, *,
-               user_attributes: pl.DataFrame | None = None) -> pl.DataFrame:
-        """Rows for the given (user, item[, liked]) triples, grouped by user, in time order.
+               user_attributes: pl.DataFrame | None = None,
+               repeats: bool = True) -> pl.DataFrame:
+        """Rows for the given (user, item[, liked]) pairs, grouped by user, in time order.
 
-        Rows are shuffled within each user before times are assigned, so output row i is
-        not input row i; the frame carries the keys. `user_attributes` (one row per user
-        key) overrides the drawn user-level columns it holds; other columns are ignored.
+        When the real log has repeat interactions (and `repeats`), each pair becomes r >= 1
+        rows, r drawn from its item's rows-per-pair distribution, each with its own values;
+        so the frame may have more rows than the input. Rows are shuffled within each user
+        before times are assigned, so output row i is not input row i; the frame carries
+        the keys. `user_attributes` (one row per user key) overrides the drawn user-level
+        columns it holds; other columns are ignored.
         """
-        batch = self._batch(user_index, item_index, liked, user_keys, user_attributes, rng)
+        batch = self._batch(user_index, item_index, liked, user_keys, user_attributes, rng,
+                            repeats)
         return pl.DataFrame([part.sample(batch, rng) for part in self.parts])
 
     def _batch(self, user_index: np.ndarray, item_index: np.ndarray, liked: np.ndarray | None,
                user_keys: pl.Series, user_attributes: pl.DataFrame | None,
-               rng: np.random.Generator) -> _Batch:
+               rng: np.random.Generator, repeats: bool = True) -> _Batch:
         users, items, flags = _check_rows(user_index, item_index, liked, len(user_keys),
                                           len(self.catalog))
         if flags is not None and self.like_threshold is None and self._has_rating():
             raise ValueError("liked flags given but the row model was fit without "
                              "like_threshold")
+        if repeats and self.repeats is not None and items.size:
+            r = self.repeats.draw(items, rng)
+            users, items = np.repeat(users, r), np.repeat(items, r)
+            flags = None if flags is None else np.repeat(flags, r)
         order = _shuffle_within_users(users, rng)
         users, items = users[order], items[order]
         flags = None if flags is None else flags[order]
@@ -846,6 +1006,7 @@ class RowModel:
             "format": FORMAT, "version": VERSION, "schema": schema_to_dict(self.schema),
             "like_threshold": self.like_threshold, "n_items": len(self.catalog),
             "timeline": None if self.timeline is None else self.timeline.meta(),
+            "repeats": None if self.repeats is None else self.repeats.meta(),
             "columns": [{"name": p.name, "kind": p.kind, **p.meta()} for p in self.parts],
             "files": files,
         }
@@ -857,6 +1018,8 @@ class RowModel:
         tables = {"template.parquet": self.template, "items.parquet": pl.DataFrame(item_cols)}
         if self.user_tuples is not None:
             tables["users.parquet"] = self.user_tuples
+        if self.repeats is not None:
+            tables["repeats.parquet"] = self.repeats.counts.table()
         for j, part in enumerate(self.parts):
             for suffix, table in part.tables().items():
                 tables[f"col{j:02d}.{suffix}.parquet"] = table
@@ -892,9 +1055,15 @@ class RowModel:
         parts = tuple(_restore_part(j, s, template.schema[s["name"]], tables, ctx)
                       for j, s in enumerate(specs))
         timeline = manifest["timeline"]
+        repeats = manifest.get("repeats")
+        if repeats is not None and "repeats.parquet" not in tables:
+            raise ValueError(f"repeats.parquet is not listed in {MANIFEST}")
         return cls(schema, template, items.get_column(schema.item_col), ctx.like_threshold,
                    parts, None if timeline is None else _Timeline.restore(timeline),
-                   tables.get("users.parquet"))
+                   tables.get("users.parquet"),
+                   None if repeats is None else _Repeats.restore(repeats,
+                                                                 tables["repeats.parquet"],
+                                                                 n_items))
 
 
 # ------------------------------------------------------------------ fit helpers

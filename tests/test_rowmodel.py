@@ -36,12 +36,15 @@ def _tvd(a: pl.Series, b: pl.Series) -> float:
 
 @pytest.fixture(scope="module")
 def fitted(sample_frame: pl.DataFrame) -> tuple[RowModel, pl.DataFrame]:
-    """The sample log replayed through a model fit on it (real item frequencies)."""
+    """The sample log replayed through a model fit on it (real item frequencies).
+
+    The replay already holds the real repeat rows, so repeats are not added again.
+    """
     schema = infer_schema(sample_frame.lazy(), "sample")
     catalog = _catalog(sample_frame)
     model = RowModel.fit(sample_frame, schema, catalog, None)
     ui, ii, keys = _replay(sample_frame, catalog)
-    return model, model.sample(ui, ii, None, keys, np.random.default_rng(0))
+    return model, model.sample(ui, ii, None, keys, np.random.default_rng(0), repeats=False)
 
 
 def test_same_columns_dtypes_and_order(fitted, sample_frame):
@@ -57,7 +60,7 @@ def test_keys_come_from_user_keys_and_catalog(sample_frame):
     users = np.array([0, 0, 0, 2, 2])
     items = np.array([5, 1, 7, 3, 3])
     keys = pl.Series("user_id", [101, 102, 103])
-    out = model.sample(users, items, None, keys, np.random.default_rng(1))
+    out = model.sample(users, items, None, keys, np.random.default_rng(1), repeats=False)
     assert out.get_column("user_id").to_list() == [101] * 3 + [103] * 2
     got = out.group_by("user_id").agg(pl.col("item_id").sort()).sort("user_id")
     assert got.get_column("item_id").to_list() == [
@@ -101,8 +104,10 @@ def test_numeric_marginals_match(fitted, sample_frame, col):
 def test_same_seed_same_frame(fitted, sample_frame):
     model, out = fitted
     ui, ii, keys = _replay(sample_frame, model.catalog)
-    assert model.sample(ui, ii, None, keys, np.random.default_rng(0)).equals(out)
-    assert not model.sample(ui, ii, None, keys, np.random.default_rng(1)).equals(out)
+    assert model.sample(ui, ii, None, keys, np.random.default_rng(0),
+                        repeats=False).equals(out)
+    assert not model.sample(ui, ii, None, keys, np.random.default_rng(1),
+                            repeats=False).equals(out)
 
 
 def test_empty_sample_has_the_schema(fitted, sample_frame):
@@ -242,7 +247,13 @@ def test_save_load_round_trip(fitted, sample_frame, tmp_path: Path):
     assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".parquet"}
     loaded = RowModel.load(tmp_path)
     ui, ii, keys = _replay(sample_frame, model.catalog)
-    assert loaded.sample(ui, ii, None, keys, np.random.default_rng(0)).equals(out)
+    assert loaded.sample(ui, ii, None, keys, np.random.default_rng(0),
+                         repeats=False).equals(out)
+    assert loaded.repeats is not None
+    pairs = _pairs(sample_frame, model.catalog)
+    a = model.sample(*pairs, np.random.default_rng(2))
+    assert a.height > pairs[0].size
+    assert loaded.sample(*pairs, np.random.default_rng(2)).equals(a)
 
 
 def test_save_load_round_trip_with_ratings_and_levels(rated, leveled, tmp_path: Path):
@@ -276,3 +287,59 @@ def test_load_reports_missing_and_corrupt_files(fitted, tmp_path: Path):
     (tmp_path / MANIFEST).write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="corrupt"):
         RowModel.load(tmp_path)
+
+
+# ------------------------------------------------------------------ repeat interactions
+
+def _pairs(frame: pl.DataFrame, catalog: pl.Series, user: str = "user_id",
+           item: str = "item_id") -> tuple[np.ndarray, np.ndarray, None, pl.Series]:
+    """Distinct real (user, item) pairs as indices (what the GAN emits), with user keys."""
+    ui, ii, keys = _replay(frame.unique([user, item], maintain_order=True), catalog, user,
+                           item)
+    return ui, ii, None, keys
+
+
+def test_repeats_match_the_real_rows_per_pair(fitted, sample_frame):
+    model, _ = fitted
+    ui, ii, liked, keys = _pairs(sample_frame, model.catalog)
+    real_ratio = sample_frame.height / ui.size
+    assert real_ratio > 1.2  # sample_data repeats pairs
+    out = model.sample(ui, ii, liked, keys, np.random.default_rng(0))
+    assert out.height / ui.size == pytest.approx(real_ratio, rel=0.1)
+    # every input pair is present, and only input pairs
+    got = out.select("user_id", "item_id").unique()
+    want = pl.DataFrame({"user_id": keys.gather(ui), "item_id": model.catalog.gather(ii)})
+    assert got.sort(got.columns).equals(want.unique().sort(want.columns))
+    # rows per user follow the real ones
+    rows = out.group_by("user_id").len()["len"].to_numpy()
+    real = sample_frame.group_by("user_id").len()["len"].to_numpy()
+    assert ks_2samp(rows, real).statistic < 0.1
+    # users stay grouped and each user's times do not go back
+    user = out["user_id"].to_numpy()
+    assert np.unique(user).size == (np.diff(user) != 0).sum() + 1
+    back = out.group_by("user_id").agg(
+        (pl.col("timestamp").diff() < pl.duration(microseconds=0)).any().alias("bad"))
+    assert not back["bad"].any()
+    # repeat rows draw their own values: repeated pairs do not all copy one quantity
+    repeated = out.group_by("user_id", "item_id").agg(pl.len(), pl.col("quantity").n_unique())
+    repeated = repeated.filter(pl.col("len") > 1)
+    assert (repeated["quantity"] > 1).mean() > 0.3
+
+
+def test_repeats_are_deterministic(fitted, sample_frame):
+    model, _ = fitted
+    pairs = _pairs(sample_frame, model.catalog)
+    a = model.sample(*pairs, np.random.default_rng(7))
+    assert model.sample(*pairs, np.random.default_rng(7)).equals(a)
+    assert not model.sample(*pairs, np.random.default_rng(8)).equals(a)
+
+
+def test_no_repeats_without_real_repeats(rated):
+    frame, schema = rated
+    catalog = _catalog(frame, "movie_id")
+    model = RowModel.fit(frame, schema, catalog, like_threshold=4)
+    assert model.repeats is None
+    ui, ii, keys = _replay(frame, catalog, "user_id", "movie_id")
+    out = model.sample(ui, ii, None, keys, np.random.default_rng(0))
+    assert out.height == ui.size
+    assert out.select("user_id", "movie_id").is_unique().all()
