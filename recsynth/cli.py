@@ -96,8 +96,7 @@ def evaluate(
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables or progress.")] = False,
 ) -> None:
-    """Score a synthetic log against real train and held-out users (utility, fidelity,
-    privacy, fairness)."""
+    """Score a synthetic log against real users: utility, fidelity, privacy, fairness."""
     from recsynth.evaluate import evaluate as run_evaluation
     from recsynth.gates import apply_gates, check_paths, parse_gates
     from recsynth.inputs import load_inputs
