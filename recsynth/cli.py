@@ -283,7 +283,7 @@ def sample(
     io.check_writable(out, overwrite)
     model = load_model(model_dir)
     n_users = users if users is not None else max(
-        1, math.ceil(rows / expected_rows_per_user(model)))
+        1, math.ceil(rows / expected_rows_per_user(model, seed)))
     with StageReporter(stderr, quiet=quiet) as report:
         report(f"sampling {n_users} users from {model_dir}")
         step = max(1, n_users // 10)

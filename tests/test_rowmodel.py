@@ -343,3 +343,46 @@ def test_no_repeats_without_real_repeats(rated):
     out = model.sample(ui, ii, None, keys, np.random.default_rng(0))
     assert out.height == ui.size
     assert out.select("user_id", "movie_id").is_unique().all()
+
+
+def test_repeats_follow_user_activity(fitted, sample_frame):
+    """Users with many distinct items repeat them more, as in the real log."""
+    model, _ = fitted
+    ui, ii, liked, keys = _pairs(sample_frame, model.catalog)
+    out = model.sample(ui, ii, liked, keys, np.random.default_rng(3))
+
+    def ratio_by_activity(frame: pl.DataFrame) -> list[float]:
+        per_user = frame.group_by("user_id").agg(pl.len().alias("rows"),
+                                                 pl.col("item_id").n_unique().alias("pairs"))
+        heavy = pl.col("pairs") >= pl.col("pairs").median()
+        return [float(per_user.filter(h)["rows"].sum() / per_user.filter(h)["pairs"].sum())
+                for h in (~heavy, heavy)]
+
+    real, syn = ratio_by_activity(sample_frame), ratio_by_activity(out)
+    assert syn == pytest.approx(real, rel=0.15)
+
+
+def test_timestamp_marginal_is_calibrated(fitted, sample_frame):
+    model, _ = fitted
+    assert model.timeline is not None and model.timeline.mode in ("shift", "warp")
+    ui, ii, liked, keys = _pairs(sample_frame, model.catalog)
+    out = model.sample(ui, ii, liked, keys, np.random.default_rng(4))
+    t = out["timestamp"].dt.epoch("s").to_numpy()
+    real = sample_frame["timestamp"].dt.epoch("s").to_numpy()
+    assert ks_2samp(t, real).statistic < 0.08
+
+
+def test_load_rejects_bad_repeats_and_timeline(fitted, tmp_path: Path):
+    import json
+
+    model, _ = fitted
+    for key, field, bad in (("repeats", "user_factor", [1.0]),
+                            ("timeline", "mode", "sideways"),
+                            ("timeline", "map_to", [0.0])):
+        target = tmp_path / f"{key}-{field}"
+        model.save(target)
+        manifest = json.loads((target / MANIFEST).read_text())
+        manifest[key][field] = bad
+        (target / MANIFEST).write_text(json.dumps(manifest))
+        with pytest.raises(ValueError, match=key):
+            RowModel.load(target)
