@@ -268,11 +268,9 @@ def sample(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Write synthetic users with the real schema to Parquet, streaming."""
-    import math
-
     from recsynth.checkpoint import load_model
     from recsynth.progress import StageReporter
-    from recsynth.sampling import expected_rows_per_user, sample_to_parquet
+    from recsynth.sampling import sample_to_parquet
 
     if (users is None) == (rows is None):
         raise UsageError("give exactly one of --users N or --rows N")
@@ -282,20 +280,19 @@ def sample(
         raise UsageError(f"--rows-per-file must be at least 1 (got {rows_per_file})")
     io.check_writable(out, overwrite)
     model = load_model(model_dir)
-    n_users = users if users is not None else max(
-        1, math.ceil(rows / expected_rows_per_user(model, seed)))
+    target = f"{users} users" if users is not None else f"{rows} rows"
     with StageReporter(stderr, quiet=quiet) as report:
-        report(f"sampling {n_users} users from {model_dir}")
-        step = max(1, n_users // 10)
-        last = [0]
+        report(f"sampling {target} from {model_dir}")
+        last = [0.0]
 
-        def on_batch(done: int, n_rows: int) -> None:
-            if done - last[0] >= step or done == n_users:
-                last[0] = done
-                report(f"{done}/{n_users} users, {n_rows} rows")
+        def on_batch(done_users: int, done_rows: int) -> None:
+            share = done_users / users if users is not None else done_rows / rows
+            if share - last[0] >= 0.1 or share >= 1.0:
+                last[0] = share
+                report(f"{done_users} users, {done_rows} rows ({min(share, 1.0):.0%})")
 
-        stats = sample_to_parquet(model, out, n_users=n_users, seed=seed,
-                                  batch_users=batch_users, rows_per_file=rows_per_file,
+        stats = sample_to_parquet(model, out, seed=seed, batch_users=batch_users,
+                                  n_users=users, n_rows=rows, rows_per_file=rows_per_file,
                                   overwrite=overwrite, on_batch=on_batch)
     if not quiet:
         stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,

@@ -7,7 +7,7 @@ an interrupted run leaves nothing behind.
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,15 +41,6 @@ def user_keys(model: Model, start: int, n: int) -> pl.Series:
     return pl.Series(name, [f"{info.get('prefix', 'syn-')}{i:09d}" for i in index])
 
 
-PILOT_USERS = 512
-
-
-def expected_rows_per_user(model: Model, seed: int) -> float:
-    """Rows per user measured on a small seeded pilot batch (for --rows): it counts
-    whatever the row model adds, such as repeated purchases of one item."""
-    return generate_batch(model, seed + 7919, 0, 0, PILOT_USERS).height / PILOT_USERS
-
-
 def generate_batch(model: Model, seed: int, batch: int, start: int, n: int) -> pl.DataFrame:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + batch)
     x = sample_codes(model.generator, model.form, n, gen)
@@ -59,25 +50,46 @@ def generate_batch(model: Model, seed: int, batch: int, start: int, n: int) -> p
                                  user_keys(model, start, n), rng)
 
 
-def sample_to_parquet(model: Model, out: str, *, n_users: int, seed: int, batch_users: int,
+def _whole_users_up_to(frame: pl.DataFrame, user_col: str, wanted: int) -> pl.DataFrame:
+    """The first users of a batch whose rows reach `wanted` (never splits a user)."""
+    if frame.height <= wanted:
+        return frame
+    runs = frame.get_column(user_col).rle_id().to_numpy()
+    ends = np.cumsum(np.bincount(runs))
+    return frame.head(int(ends[np.searchsorted(ends, wanted)]))
+
+
+def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
+                      n_users: int | None = None, n_rows: int | None = None,
                       rows_per_file: int | None = None, overwrite: bool = False,
                       on_batch: Callable[[int, int], None] = lambda users, rows: None
                       ) -> SampleStats:
-    if n_users < 1:
-        raise UsageError(f"--users must be at least 1 (got {n_users})")
+    """Exactly `n_users` users, or whole users until at least `n_rows` rows."""
+    if (n_users is None) == (n_rows is None):
+        raise UsageError("give exactly one of --users N or --rows N")
+    if (n_users if n_users is not None else n_rows) < 1:
+        raise UsageError("--users / --rows must be at least 1")
     if batch_users < 1:
         raise UsageError(f"--batch-users must be at least 1 (got {batch_users})")
-    n_batches = math.ceil(n_users / batch_users)
-    rows = files = 0
+    user_col = model.schema.user_col
+    rows = files = users = 0
     with io.atomic_path(out, overwrite) as tmp:
         if rows_per_file is not None:
             tmp.mkdir()
         writer: pq.ParquetWriter | None = None
         in_file = 0
-        for b in range(n_batches):
+        for b in itertools.count():
             start = b * batch_users
-            n = min(batch_users, n_users - start)
-            table = generate_batch(model, seed, b, start, n).to_arrow()
+            if n_users is not None and start >= n_users:
+                break
+            if n_rows is not None and rows >= n_rows:
+                break
+            n = batch_users if n_users is None else min(batch_users, n_users - start)
+            frame = generate_batch(model, seed, b, start, n)
+            if n_rows is not None:
+                frame = _whole_users_up_to(frame, user_col, n_rows - rows)
+            users += frame.get_column(user_col).n_unique()
+            table = frame.to_arrow()
             if writer is not None and rows_per_file is not None and in_file >= rows_per_file:
                 writer.close()
                 writer = None
@@ -89,7 +101,7 @@ def sample_to_parquet(model: Model, out: str, *, n_users: int, seed: int, batch_
             writer.write_table(table)
             rows += table.num_rows
             in_file += table.num_rows
-            on_batch(start + n, rows)
+            on_batch(users, rows)
         if writer is not None:
             writer.close()
-    return SampleStats(n_users, rows, files)
+    return SampleStats(users, rows, files)
