@@ -8,7 +8,7 @@ out of the other channel, so a user never rates one item twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -105,8 +105,6 @@ def calibrate_item_bias(form: ClosedForm, sample_codes, real_counts: np.ndarray,
     the bias only restores each item's overall popularity in its channel.
     `sample_codes(n, gen)` returns n augmented codes.
     """
-    from dataclasses import replace
-
     target = (real_counts + 0.5) / n_real_users
     bias = form.item_bias.copy()
     for step in range(steps):

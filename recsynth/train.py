@@ -21,6 +21,7 @@ import torch
 from recsynth.config import ModelConfig
 from recsynth.decode import decode
 from recsynth.latent import ClosedForm
+from recsynth.metrics.privacy import closer_share, nearest_jaccard
 from recsynth.metrics.ranking import accuracy_per_user, top_k
 from recsynth.model import PacCritic, ResidualGenerator, gradient_penalty
 from recsynth.protocol import fold_in_split
@@ -202,8 +203,6 @@ def dcr_share(generated: sp.csr_matrix, fit_users: sp.csr_matrix, held_out: sp.c
     Equal-size references (fitting users subsampled to the held-out count), so 0.5 means
     the generator sits no closer to the users it learned from than to unseen ones.
     """
-    from recsynth.metrics.privacy import closer_share, nearest_jaccard
-
     rng = np.random.default_rng([seed, 23])
     n = held_out.shape[0]
     ref = fit_users[np.sort(rng.choice(fit_users.shape[0], size=n, replace=False))]
