@@ -61,11 +61,11 @@ def encode_users(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,
         raise DataError(f"{source}: a like threshold needs a rating column, none in the schema")
     # a user-item pair counts as liked when its best rating reaches the threshold
     best = frame.group_by(user, item).agg(pl.col(rating).max().alias("__best"))
-    liked_rows = best.filter(pl.col("__best") >= like_threshold)
-    other_rows = best.filter(~(pl.col("__best") >= like_threshold))
     all_items = to_user_items(best, user, item, catalog, source)
-    liked = _aligned(liked_rows, all_items.users, user, item, catalog, source)
-    other = _aligned(other_rows, all_items.users, user, item, catalog, source)
+    liked = _aligned(best.filter(pl.col("__best") >= like_threshold), all_items.users, user,
+                     item, catalog, source)
+    other = all_items.matrix - liked  # every pair not liked (null ratings included)
+    other.eliminate_zeros()
     activity = np.diff(all_items.matrix.indptr).astype(np.int64)
     share = np.diff(liked.indptr) / np.maximum(activity, 1)
     return EncodedUsers(all_items.users, (liked, other), activity, share)
@@ -78,7 +78,8 @@ def _aligned(rows: pl.DataFrame, users: pl.Series, user: str, item: str, catalog
     pos = pl.DataFrame({user: users, "__row": np.arange(len(users))})
     idx = pl.DataFrame({user: part.users}).join(pos, on=user, how="left")["__row"].to_numpy()
     coo = part.matrix.tocoo()
-    return sp.csr_matrix((coo.data, (idx[coo.row], coo.col)), shape=(len(users), len(catalog)))
+    return sp.csr_matrix((coo.data, (idx[coo.row], coo.col)), shape=(len(users), len(catalog)),
+                         dtype=np.float32)
 
 
 # ------------------------------------------------------------ Gaussian copula marginals
