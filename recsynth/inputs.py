@@ -34,11 +34,10 @@ class EvalInputs:
     user_attributes: pl.DataFrame | None  # user key + attribute columns of held-out users
 
 
-def _require(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
+def _require(names: list[str], source: str, cols: list[str]) -> None:
     for c in cols:
-        if c not in frame.columns:
-            raise DataError(f"{source}: column {c!r} is missing (columns: "
-                            f"{', '.join(frame.columns)})")
+        if c not in names:
+            raise DataError(f"{source}: column {c!r} is missing (columns: {', '.join(names)})")
 
 
 def check_keys(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
@@ -96,13 +95,13 @@ def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | 
     reference = dict(train_df.schema)
     check_keys(train_df, train_src, keys)
     hold_names = list(holdout_lf.collect_schema())
-    _require(pl.DataFrame(schema={n: pl.Null for n in hold_names}), holdout_src, keys)
+    _require(hold_names, holdout_src, keys)
     holdout_df = io.collect(holdout_lf.select([n for n in schema.names if n in hold_names]),
                             holdout_src)
     holdout_df = _cast_like(holdout_df, holdout_src, reference)
     check_keys(holdout_df, holdout_src, keys)
     syn_names = list(syn_lf.collect_schema())
-    _require(pl.DataFrame(schema={n: pl.Null for n in syn_names}), syn_src, keys)
+    _require(syn_names, syn_src, keys)
     syn_df = io.collect(syn_lf.select([n for n in schema.names if n in syn_names]), syn_src)
     # synthetic user keys are opaque and need not share the real dtype
     syn_df = _cast_like(syn_df, syn_src,

@@ -276,7 +276,6 @@ class _Nulls(_Part):
         return _nulls(self.name, self.dtype, batch.size)
 
 
-
 @dataclass(frozen=True, eq=False)
 class _UserKey(_Part):
     kind: ClassVar[str] = "user_key"
@@ -292,7 +291,6 @@ class _UserKey(_Part):
         except pl.exceptions.PolarsError:
             raise ValueError(f"user keys of dtype {keys.dtype} cannot be cast to the real "
                              f"user key dtype {self.dtype}") from None
-
 
 
 @dataclass(frozen=True, eq=False)
@@ -326,7 +324,6 @@ class _UserValue(_Part):
         return batch.user_values.get_column(self.name).gather(batch.users).alias(self.name)
 
 
-
 @dataclass(frozen=True, eq=False)
 class _Timestamp(_Part):
     kind: ClassVar[str] = "timestamp"
@@ -336,7 +333,6 @@ class _Timestamp(_Part):
     def sample(self, batch: _Batch, rng: np.random.Generator) -> pl.Series:
         assert batch.times is not None
         return _from_physical(self.name, batch.times, self.dtype)
-
 
 
 @dataclass(frozen=True, eq=False)
