@@ -38,6 +38,10 @@ class EncodedUsers:
         """[channel_1 | channel_2 | …]: the matrix whose SVD gives the user codes."""
         return sp.hstack(self.channels, format="csr")
 
+    def item_sets(self) -> sp.csr_matrix:
+        """Every item each user touched, whatever the channel (channels are disjoint)."""
+        return sum(self.channels[1:], self.channels[0]).tocsr()
+
     def subset(self, rows: np.ndarray) -> EncodedUsers:
         share = None if self.liked_share is None else self.liked_share[rows]
         return EncodedUsers(self.users.gather(rows), tuple(c[rows] for c in self.channels),

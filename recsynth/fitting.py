@@ -170,9 +170,7 @@ def _choose_temperature(form, identity, calibrated, check_for, fit_users: Encode
     the search from buying utility with privacy. With no candidate inside it, the least
     leaky temperature is taken.
     """
-    # each user's whole item set: channels are disjoint, so their sum is binary
-    fit_sets = sum(fit_users.channels[1:], fit_users.channels[0]).tocsr()
-    val_sets = sum(val_users.channels[1:], val_users.channels[0]).tocsr()
+    fit_sets, val_sets = fit_users.item_sets(), val_users.item_sets()
     for t in TEMPERATURE_GRID:
         check = check_for(calibrated(form, identity, t, config.seed), t)
         if check is None:

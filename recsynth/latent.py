@@ -78,10 +78,11 @@ class ClosedForm:
         return len(self.weights)
 
 
-def real_codes(enc: EncodedUsers, item_factors: np.ndarray, rng: np.random.Generator
-               ) -> np.ndarray:
-    """Each real user as (SVD code, activity normal score[, liked-share normal score])."""
-    z = np.asarray(row_normalised(enc.stacked().astype(np.float64)) @ item_factors)
+def real_codes(enc: EncodedUsers, normalised: sp.csr_matrix, item_factors: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """Each real user as (SVD code, activity normal score[, liked-share normal score]);
+    `normalised` is `row_normalised(enc.stacked())`, the matrix the factors came from."""
+    z = np.asarray(normalised @ item_factors)
     extra = [normal_scores(np.log(enc.activity.astype(np.float64)), rng)]
     if enc.liked_share is not None:
         extra.append(normal_scores(enc.liked_share, rng))
@@ -142,7 +143,7 @@ def fit_closed_form(enc: EncodedUsers, rank: int, rng: np.random.Generator,
     """The Gaussian-mixture sampler and the real users' augmented codes (the GAN's data)."""
     m = row_normalised(enc.stacked().astype(np.float64))
     _, v = randomized_svd(m, rank, rng)
-    codes = real_codes(enc, v, rng)
+    codes = real_codes(enc, m, v, rng)
     dim = codes.shape[1]
     mean = codes.mean(axis=0)
     cov = np.cov(codes, rowvar=False) + 1e-6 * np.eye(dim)
