@@ -215,6 +215,11 @@ def fit(
              "synthetic users closer to fitting users than to held-out ones (0.5 = none).")] =
         ModelConfig.max_dcr_share,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    users: Annotated[Optional[str], typer.Option(
+        help="User side table (Parquet, one row per user key): its columns become "
+             "user-level attributes, generated with each synthetic user.")] = None,
+    items: Annotated[Optional[str], typer.Option(
+        help="Item side table (Parquet, one row per item key): item-level columns.")] = None,
     schema: SchemaFile = None,
     user_col: UserCol = None,
     item_col: ItemCol = None,
@@ -247,7 +252,8 @@ def fit(
             report("  ".join(parts))
 
         path = fit_model(data, out, config, schema_file=schema, user_col=user_col,
-                         item_col=item_col, time_col=time_col, time_budget=budget,
+                         item_col=item_col, time_col=time_col, users_table=users,
+                         items_table=items, time_budget=budget,
                          overwrite=overwrite, on_stage=report, on_epoch=on_epoch)
     typer.echo(str(path))
 

@@ -22,7 +22,8 @@ from recsynth.latent import fit_closed_form
 from recsynth.matrix import build_catalog
 from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.rowmodel import RowModel
-from recsynth.schema import resolve_schema
+from recsynth.schema import Schema, resolve_schema
+from recsynth.side_tables import join_side_table
 from recsynth.split import holdout_users
 from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
 
@@ -58,9 +59,34 @@ def _split_users(enc: EncodedUsers, config: ModelConfig
     return enc.subset(np.flatnonzero(~is_held)), enc.subset(np.flatnonzero(is_held))
 
 
+def read_log(data: str, schema_file: str | None, user_col: str | None, item_col: str | None,
+             time_col: str | None, users_table: str | None = None,
+             items_table: str | None = None) -> tuple[pl.DataFrame, Schema]:
+    """The log with its side tables joined, and the schema of the joined columns.
+
+    Keys come from the log alone; the schema is then inferred again on the joined frame so
+    side-table columns get their roles and levels like any column of the log.
+    """
+    lf = io.scan(data)
+    schema = resolve_schema(lf, str(data), schema_file, user_col, item_col, time_col)
+    if users_table is None and items_table is None:
+        frame = io.collect(lf.select(schema.names), data)
+        check_keys(frame, str(data), [schema.user_col, schema.item_col])
+        return frame, schema
+    frame = io.collect(lf, data)
+    check_keys(frame, str(data), [schema.user_col, schema.item_col])
+    for table, key in ((users_table, schema.user_col), (items_table, schema.item_col)):
+        if table is not None:
+            frame = join_side_table(frame, str(data), table, key)
+    schema = resolve_schema(frame.lazy(), str(data), schema_file, schema.user_col,
+                            schema.item_col, schema.time_col)
+    return frame.select(schema.names), schema
+
+
 def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | None = None,
               user_col: str | None = None, item_col: str | None = None,
-              time_col: str | None = None, time_budget: float | None = None,
+              time_col: str | None = None, users_table: str | None = None,
+              items_table: str | None = None, time_budget: float | None = None,
               overwrite: bool = False, on_stage: Callable[[str], None] = lambda _: None,
               on_epoch: EpochCallback = lambda _: None) -> Path:
     validate_config(config)
@@ -71,10 +97,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
 
     on_stage("reading logs and inferring the schema")
     files = io.resolve_parquet_paths(data)
-    lf = io.scan(data)
-    schema = resolve_schema(lf, str(data), schema_file, user_col, item_col, time_col)
-    frame = io.collect(lf.select(schema.names), data)
-    check_keys(frame, str(data), [schema.user_col, schema.item_col])
+    files += [p for t in (users_table, items_table) if t for p in io.resolve_parquet_paths(t)]
+    frame, schema = read_log(data, schema_file, user_col, item_col, time_col, users_table,
+                             items_table)
     catalog = build_catalog(schema.item_col, frame)
     if frame.get_column(schema.user_col).n_unique() < 2 or len(catalog) < 2:
         raise DataError(f"{data}: need at least 2 users and 2 items to learn from "

@@ -14,6 +14,7 @@ from recsynth import io
 from recsynth.errors import DataError
 from recsynth.matrix import UserItems, build_catalog, to_user_items
 from recsynth.schema import Schema, resolve_schema
+from recsynth.side_tables import read_side_table
 
 
 @dataclass(frozen=True)
@@ -134,15 +135,7 @@ def _user_attributes(schema: Schema, holdout: pl.DataFrame,
             if c.role in ("categorical", "numeric", "rating") and c.name in holdout.columns]
     frame = holdout.select([user, *cols]).unique(subset=user, keep="first").sort(user)
     if users_table is not None:
-        lf, src = _read(users_table)
-        names = list(lf.collect_schema())
-        if user not in names:
-            raise DataError(f"{src}: column {user!r} (the user key) is missing")
-        side = io.collect(lf, src)
-        side = _cast_like(side, src, {user: holdout.schema[user]})
-        if side.get_column(user).is_duplicated().any():
-            raise DataError(f"{src}: column {user!r} has duplicate user keys")
-        extra = [c for c in side.columns if c != user and c not in frame.columns
-                 and side.schema[c] != pl.Null]
+        side = read_side_table(users_table, user, holdout.schema[user])
+        extra = [c for c in side.columns if c != user and c not in frame.columns]
         frame = frame.join(side.select([user, *extra]), on=user, how="left")
     return frame if frame.width > 1 else None

@@ -250,3 +250,45 @@ def test_fit_usage_errors(args: list[str], message: str, sample_path: Path, tmp_
     code, _, err = run(["fit", str(sample_path), "--out", str(out), *args], capsys)
     assert code == 2 and message in err
     assert not out.exists()
+
+
+def test_side_tables_become_user_and_item_attributes(sample_frame: pl.DataFrame,
+                                                      tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    small = sample_frame.filter(pl.col("user_id").is_in(sample_frame["user_id"].unique()
+                                                        .sort().head(120).implode()))
+    data, users = tmp_path / "log.parquet", tmp_path / "users.parquet"
+    small.write_parquet(data)
+    side = pl.read_parquet(root / "users.parquet").rename({"country": "home"})
+    side.write_parquet(users)
+    model = tmp_path / "m"
+    assert main(["fit", str(data), "--users", str(users), "--items",
+                 str(root / "items.parquet"), "--out", str(model), "--epochs", "1",
+                 "-q"]) == 0
+    out = tmp_path / "syn.parquet"
+    assert main(["sample", str(model), "--users", "40", "--out", str(out), "-q"]) == 0
+    syn = pl.read_parquet(out)
+    assert {"home", "description", "median_unit_price"} <= set(syn.columns)
+    assert syn.group_by("user_id").agg(pl.col("home").n_unique())["home"].max() == 1
+    assert set(syn["home"].drop_nulls()) <= set(side["home"])
+    items = pl.read_parquet(root / "items.parquet")
+    joined = syn.join(items, on="item_id", suffix="_real")
+    assert joined.height == syn.height
+    assert (joined["description"] == joined["description_real"]).all()
+
+
+@pytest.mark.parametrize("table,message", [
+    (pl.DataFrame({"user_id": [12348, 12348], "home": ["a", "b"]}), "duplicate keys"),
+    (pl.DataFrame({"customer": [12348], "home": ["a"]}), "'user_id' (the key to join on)"),
+    (pl.DataFrame({"user_id": ["x"], "home": ["a"]}), "cannot be read as Int64"),
+    (pl.DataFrame({"user_id": [12348], "country": ["a"]}), "'country' is also in"),
+])
+def test_side_table_errors(table: pl.DataFrame, message: str, sample_path: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    users = tmp_path / "users.parquet"
+    table.write_parquet(users)
+    out = tmp_path / "m"
+    code, _, err = run(["fit", str(sample_path), "--users", str(users), "--out", str(out)],
+                       capsys)
+    assert code == 3 and message in err and str(users) in err
+    assert not out.exists()

@@ -1,0 +1,49 @@
+"""User and item side tables (e.g. MovieLens demographics): read, check, join on a key.
+
+A side table has one row per key; its other columns become user-level (or item-level)
+attributes of the log. Keys that appear only in the side table are ignored; log keys
+missing from it get nulls, which the row model reproduces at their real rate.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from recsynth import io
+from recsynth.errors import DataError
+
+
+def read_side_table(path: str, key: str, key_dtype: pl.DataType) -> pl.DataFrame:
+    """One row per key, the key cast to the log's dtype; every problem names file and column."""
+    lf = io.scan(path)
+    names = list(lf.collect_schema())
+    if key not in names:
+        raise DataError(f"{path}: column {key!r} (the key to join on) is missing "
+                        f"(columns: {', '.join(names)})")
+    side = io.collect(lf, path)
+    col = side.get_column(key)
+    if col.dtype != key_dtype:
+        try:
+            col = col.cast(key_dtype, strict=True)
+        except (pl.exceptions.PolarsError, TypeError, ValueError):
+            raise DataError(f"{path}: column {key!r} is {side.schema[key]} and cannot be read "
+                            f"as {key_dtype} like the log's keys") from None
+        side = side.with_columns(col.alias(key))
+    if col.null_count():
+        raise DataError(f"{path}: column {key!r} has {col.null_count()} null key value(s)")
+    if col.is_duplicated().any():
+        dup = col.filter(col.is_duplicated()).item(0)
+        raise DataError(f"{path}: column {key!r} has duplicate keys (e.g. {dup!r}); "
+                        "a side table needs one row per key")
+    keep = [c for c in side.columns if c == key or side.schema[c] != pl.Null]
+    return side.select(keep)
+
+
+def join_side_table(frame: pl.DataFrame, source: str, path: str, key: str) -> pl.DataFrame:
+    """Left-join a side table's attribute columns onto the log on `key`."""
+    side = read_side_table(path, key, frame.schema[key])
+    clash = [c for c in side.columns if c != key and c in frame.columns]
+    if clash:
+        raise DataError(f"{path}: column {clash[0]!r} is also in {source}; rename it in one "
+                        "of them")
+    return frame.join(side, on=key, how="left", maintain_order="left")
