@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -215,6 +216,9 @@ def fit(
              "synthetic users closer to fitting users than to held-out ones (0.5 = none).")] =
         ModelConfig.max_dcr_share,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted fit from OUT.checkpoint.pt (same data and "
+                         "options; --epochs may grow).")] = False,
     users: Annotated[Optional[str], typer.Option(
         help="User side table (Parquet, one row per user key): its columns become "
              "user-level attributes, generated with each synthetic user.")] = None,
@@ -253,7 +257,7 @@ def fit(
 
         path = fit_model(data, out, config, schema_file=schema, user_col=user_col,
                          item_col=item_col, time_col=time_col, users_table=users,
-                         items_table=items, time_budget=budget,
+                         items_table=items, time_budget=budget, resume=resume,
                          overwrite=overwrite, on_stage=report, on_epoch=on_epoch)
     typer.echo(str(path))
 
@@ -311,16 +315,19 @@ def main(argv: list[str] | None = None) -> int:
 
     Typer's standalone mode prints usage errors itself (exit 2); ours are caught here.
     """
+    on_term = _terminate_as_interrupt()
     try:
         app(args=argv, prog_name="recsynth", standalone_mode=True)
     except SystemExit as exc:
+        cause = _interrupt_in_chain(exc)  # typer turns Ctrl-C into Exit(130)
+        if cause is not None:
+            return _interrupted(cause)
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except RecsynthError as exc:
         stderr.print(f"recsynth: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        stderr.print("recsynth: interrupted", markup=False)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except Exception as exc:
         if os.environ.get("RECSYNTH_DEBUG"):
             traceback.print_exc()
@@ -328,7 +335,42 @@ def main(argv: list[str] | None = None) -> int:
         stderr.print(f"recsynth: internal error: {type(exc).__name__}: {msg} "
                      "(set RECSYNTH_DEBUG=1 for a traceback)", markup=False, soft_wrap=True)
         return 1
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     return 0
+
+
+def _interrupt_in_chain(exc: BaseException) -> KeyboardInterrupt | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    if isinstance(exc, Terminated):
+        stderr.print("recsynth: terminated", markup=False)
+        return 143
+    stderr.print("recsynth: interrupted", markup=False)
+    return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler stopping us) unwinds like Ctrl-C: temp files are removed
+    and a fit leaves its last-epoch checkpoint."""
+
+
+def _terminate_as_interrupt() -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        return None
 
 
 if __name__ == "__main__":

@@ -21,8 +21,16 @@ from recsynth.inputs import check_keys
 from recsynth.latent import fit_closed_form
 from recsynth.matrix import build_catalog
 from recsynth.model import PacCritic, ResidualGenerator
+from recsynth.resume import (
+    checkpoint_path,
+    load_checkpoint,
+    remove_checkpoint,
+    require_checkpoint,
+    resume_key,
+    save_checkpoint,
+)
 from recsynth.rowmodel import RowModel
-from recsynth.schema import Schema, resolve_schema
+from recsynth.schema import Schema, resolve_schema, schema_to_dict
 from recsynth.side_tables import join_side_table
 from recsynth.split import holdout_users
 from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
@@ -87,10 +95,17 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
               user_col: str | None = None, item_col: str | None = None,
               time_col: str | None = None, users_table: str | None = None,
               items_table: str | None = None, time_budget: float | None = None,
-              overwrite: bool = False, on_stage: Callable[[str], None] = lambda _: None,
+              overwrite: bool = False, resume: bool = False,
+              on_stage: Callable[[str], None] = lambda _: None,
               on_epoch: EpochCallback = lambda _: None) -> Path:
     validate_config(config)
     io.check_writable(out, overwrite)
+    ckpt = checkpoint_path(out)
+    if resume:
+        require_checkpoint(ckpt)
+    elif ckpt.is_file():
+        on_stage(f"{ckpt} is left from an interrupted fit; starting afresh "
+                 "(--resume continues it)")
     started = time.time()
     timings: dict[str, float] = {}
     tick = time.monotonic()
@@ -100,6 +115,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     files += [p for t in (users_table, items_table) if t for p in io.resolve_parquet_paths(t)]
     frame, schema = read_log(data, schema_file, user_col, item_col, time_col, users_table,
                              items_table)
+    inputs = fingerprint(files)
+    key = resume_key(inputs, {**asdict(config), "schema": schema_to_dict(schema)})
+    state = load_checkpoint(ckpt, key) if resume else None
     catalog = build_catalog(schema.item_col, frame)
     if frame.get_column(schema.user_col).n_unique() < 2 or len(catalog) < 2:
         raise DataError(f"{data}: need at least 2 users and 2 items to learn from "
@@ -154,9 +172,13 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
 
     held = "no held-out check" if val_users is None else \
         f"{val_users.n_users} held out for the check"
-    on_stage(f"training the GAN on {fit_users.n_users} users ({held})")
+    resumed = "" if state is None else f", resuming after epoch {state['epoch']}"
+    on_stage(f"training the GAN on {fit_users.n_users} users ({held}{resumed}); "
+             f"checkpoint: {ckpt}")
     tick = time.monotonic()
-    result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget)
+    result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget,
+                       resume=state,
+                       on_checkpoint=lambda st: save_checkpoint(ckpt, key, st))
     generator = ResidualGenerator(form.dim, config.hidden, form.n_components)
     generator.load_state_dict(result.generator_state)
     critic = PacCritic(form.dim, config.hidden, config.pac)
@@ -172,17 +194,20 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
 
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
                   rowmodel, _user_key_info(enc.users))
-    manifest = {"inputs": fingerprint(files), "versions": versions(), "seed": config.seed,
+    manifest = {"inputs": inputs, "versions": versions(), "seed": config.seed,
                 "device": "cpu", "started_unix": round(started, 3),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
                 "users": {"fit": fit_users.n_users,
                           "check": 0 if val_users is None else val_users.n_users},
                 "items": n_items, "rows": frame.height, "best_epoch": result.best_epoch,
-                "stopped": result.stopped, "temperature_search": search,
+                "stopped": result.stopped,
+                "resumed_after_epoch": None if state is None else state["epoch"],
+                "temperature_search": search,
                 "config": asdict(config)}
     on_stage("writing the model directory")
     with io.atomic_path(out, overwrite) as tmp:
         save_model(model, tmp, result.history, manifest)
+    remove_checkpoint(ckpt)
     return Path(out)
 
 

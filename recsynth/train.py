@@ -124,8 +124,14 @@ class TrainResult:
 def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
               check: UtilityCheck | None, on_epoch: EpochCallback = lambda _: None,
               time_budget: float | None = None,
-              clock: Callable[[], float] = time.monotonic) -> TrainResult:
-    """Train the residual generator against the critic; return the best checked state."""
+              clock: Callable[[], float] = time.monotonic, *,
+              resume: dict[str, Any] | None = None,
+              on_checkpoint: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train the residual generator against the critic; return the best checked state.
+
+    `on_checkpoint` receives the whole loop state after every epoch; passing it back as
+    `resume` continues exactly where it left off (same weights as an uninterrupted run).
+    """
     gen = torch.Generator().manual_seed(config.seed)
     dim = form.dim
     with torch.random.fork_rng(devices=[]):  # seeded init, caller's global RNG untouched
@@ -140,14 +146,29 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     # whole packs, and never more users per step than there are (small logs still train)
     batch = max(config.pac, min(config.batch_size, len(real)) // config.pac * config.pac)
     start = clock()
-    result = TrainResult(copy.deepcopy(generator.state_dict()),
-                         copy.deepcopy(critic.state_dict()))
-    best = check(generator) if check is not None else None
-    record = {"epoch": 0, "check_ndcg10": best, "seconds": 0.0}
-    result.history.append(record)
-    on_epoch(record)
-    stale = step = 0
-    for epoch in range(1, config.epochs + 1):
+    if resume is not None:
+        generator.load_state_dict(resume["generator"])
+        critic.load_state_dict(resume["critic"])
+        opt_g.load_state_dict(resume["opt_g"])
+        opt_d.load_state_dict(resume["opt_d"])
+        gen.set_state(resume["rng"])
+        result = TrainResult(resume["best_generator"], resume["best_critic"],
+                             list(resume["history"]), resume["best_epoch"])
+        best, stale, step, first = (resume["best"], resume["stale"], resume["step"],
+                                    resume["epoch"] + 1)
+    else:
+        result = TrainResult(copy.deepcopy(generator.state_dict()),
+                             copy.deepcopy(critic.state_dict()))
+        best = check(generator) if check is not None else None
+        record = {"epoch": 0, "check_ndcg10": best, "seconds": 0.0}
+        result.history.append(record)
+        on_epoch(record)
+        stale = step = 0
+        first = 1
+    if check is not None and stale >= config.patience:  # resumed after the last check
+        result.stopped = "early stopping"
+        return result
+    for epoch in range(first, config.epochs + 1):
         perm = torch.randperm(len(real), generator=gen)
         d_losses, g_losses = [], []
         for lo in range(0, len(real) - batch + 1, batch):
@@ -183,6 +204,13 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
             result.best_epoch = epoch
         result.history.append(record)
         on_epoch(record)
+        if on_checkpoint is not None:
+            on_checkpoint({"epoch": epoch, "step": step, "stale": stale, "best": best,
+                           "best_epoch": result.best_epoch, "history": result.history,
+                           "generator": generator.state_dict(), "critic": critic.state_dict(),
+                           "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                           "rng": gen.get_state(), "best_generator": result.generator_state,
+                           "best_critic": result.critic_state})
         if check is not None and stale >= config.patience:
             result.stopped = "early stopping"
             break

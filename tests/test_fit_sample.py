@@ -292,3 +292,69 @@ def test_side_table_errors(table: pl.DataFrame, message: str, sample_path: Path,
                        capsys)
     assert code == 3 and message in err and str(users) in err
     assert not out.exists()
+
+
+def _weights(model: Path) -> dict:
+    import torch
+
+    return torch.load(model / "weights.pt", weights_only=True)
+
+
+def test_resume_continues_to_the_uninterrupted_result(sample_path: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import recsynth.fitting as fitting
+
+    args = [str(sample_path), "--epochs", "4", "--temperature", "0.01", "--rank", "8", "-q"]
+    assert main(["fit", *args, "--out", str(tmp_path / "full")]) == 0
+    out = tmp_path / "part"
+    real_save = fitting.save_checkpoint
+
+    def interrupted(path: Path, key: str, state: dict) -> None:
+        real_save(path, key, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitting, "save_checkpoint", interrupted)
+    code, _, err = run(["fit", *args, "--out", str(out)], capsys)
+    ckpt = tmp_path / "part.checkpoint.pt"
+    assert code == 130 and not out.exists() and ckpt.is_file()
+    monkeypatch.setattr(fitting, "save_checkpoint", real_save)
+
+    code, _, err = run(["fit", *args, "--rank", "9", "--out", str(out), "--resume"], capsys)
+    assert code == 3 and "other settings" in err and ckpt.is_file()
+    assert main(["fit", *args, "--out", str(out), "--resume"]) == 0
+    assert not ckpt.exists()
+    full, part = _weights(tmp_path / "full"), _weights(out)
+    assert full.keys() == part.keys()
+    assert all(bool((full[k] == part[k]).all()) for k in full)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resumed_after_epoch"] == 2
+    epochs = [json.loads(line)["epoch"] for line in (out / "training.jsonl").open()]
+    assert epochs == [0, 1, 2, 3, 4]
+
+    code, _, err = run(["fit", *args, "--out", str(tmp_path / "other"), "--resume"], capsys)
+    assert code == 2 and "no checkpoint" in err
+
+
+def test_sigterm_leaves_a_resumable_checkpoint_and_no_model(sample_path: Path,
+                                                            tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m"
+    ckpt = tmp_path / "m.checkpoint.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "recsynth", "fit", str(sample_path),
+                             "--out", str(out), "--epochs", "100000", "--temperature", "0.01",
+                             "--rank", "4", "--holdout-frac", "0", "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert ckpt.is_file() and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
