@@ -188,16 +188,26 @@ def test_disjoint_communities_stay_disjoint(tmp_path: Path,
 
 @pytest.mark.parametrize("case,message", [
     ("one_user", "at least 2 users"),
+    ("one_item", "2 items"),
     ("null_keys", "null key"),
+    ("mixed_parts", "is String here but Int64"),
 ])
 def test_fit_bad_input(case: str, message: str, tmp_path: Path,
                        capsys: pytest.CaptureFixture[str]) -> None:
     frames = {
         "one_user": pl.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3]}),
+        "one_item": pl.DataFrame({"user_id": [1, 2, 3], "item_id": [7, 7, 7]}),
         "null_keys": pl.DataFrame({"user_id": [1, None, 2], "item_id": [1, 2, 3]}),
     }
-    data = tmp_path / "log.parquet"
-    frames[case].write_parquet(data)
+    if case == "mixed_parts":
+        data = tmp_path / "parts"
+        data.mkdir()
+        pl.DataFrame({"user_id": [1, 2], "item_id": [1, 2]}).write_parquet(data / "a.parquet")
+        pl.DataFrame({"user_id": [3, 4], "item_id": ["1", "3"]}).write_parquet(
+            data / "b.parquet")
+    else:
+        data = tmp_path / "log.parquet"
+        frames[case].write_parquet(data)
     out = tmp_path / "m"
     code, _, err = run(["fit", str(data), "--out", str(out)], capsys)
     assert code == 3 and message in err and "Traceback" not in err
@@ -217,6 +227,32 @@ def test_duplicate_rows_and_all_null_columns_are_accepted(sample_frame: pl.DataF
     assert main(["sample", str(tmp_path / "m"), "--users", "10", "--out", str(out), "-q"]) == 0
     syn = pl.read_parquet(out)
     assert syn["empty"].null_count() == syn.height
+
+
+def test_negative_and_out_of_range_epoch_timestamps_round_trip(tmp_path: Path) -> None:
+    """Documented behaviour: integer timestamps stay integers in their own unit; pre-1970
+    (negative) values and values past the datetime range of the declared unit are kept,
+    and synthetic times stay inside the real span."""
+    rng = np.random.default_rng(1)
+    users = np.repeat(np.arange(60), 6)
+    ts = np.sort(rng.integers(-4 * 10**9, 10**9, users.size))
+    ts[-1] = 4 * 10**18  # past year 2262 in ns, far past the datetime range in seconds
+    log = pl.DataFrame({"user_id": users, "item_id": rng.integers(0, 25, users.size),
+                        "ts": ts})
+    data = tmp_path / "log.parquet"
+    log.write_parquet(data)
+    schema = tmp_path / "schema.toml"
+    schema.write_text('schema_version = 1\n[columns."user_id"]\nrole = "user_key"\n'
+                      '[columns."item_id"]\nrole = "item_key"\n'
+                      '[columns."ts"]\nrole = "timestamp"\ntime_unit = "s"\n')
+    assert main(["fit", str(data), "--schema", str(schema), "--out", str(tmp_path / "m"),
+                 "--epochs", "1", "-q"]) == 0
+    out = tmp_path / "syn.parquet"
+    assert main(["sample", str(tmp_path / "m"), "--users", "30", "--out", str(out), "-q"]) == 0
+    syn = pl.read_parquet(out)
+    assert syn.schema["ts"] == pl.Int64
+    assert syn["ts"].min() >= ts.min() and syn["ts"].max() <= ts.max()
+    assert (syn["ts"] < 0).any()
 
 
 def test_durations_and_time_budget(sample_path: Path, tmp_path: Path,
