@@ -29,12 +29,13 @@ from recsynth import __version__
 from recsynth.config import ModelConfig
 from recsynth.encode import Marginal
 from recsynth.errors import DataError
+from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm
 from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema, schema_from_dict, schema_to_dict
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: item space (head items + tail slots)
 FILES = ("config.json", "weights.pt", "catalog.parquet", "manifest.json")
 
 
@@ -49,6 +50,7 @@ class Model:
     critic: PacCritic
     rowmodel: RowModel
     user_key: dict[str, Any]  # {"dtype": "Int32", "first_new": 1000000} or {"dtype": "String"}
+    space: ItemSpace  # which item columns the generator models (see itemspace.py)
 
     @property
     def n_items(self) -> int:
@@ -71,12 +73,16 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
                "form.activity": _tensor(form.activity.knots)}
     if form.liked_share is not None:
         tensors["form.liked_share"] = _tensor(form.liked_share.knots)
+    tensors.update({"space.head": _tensor(model.space.head),
+                    "space.tail": _tensor(model.space.tail),
+                    "space.tail_weights": _tensor(model.space.tail_weights)})
     tensors.update({f"generator.{k}": v for k, v in model.generator.state_dict().items()})
     tensors.update({f"critic.{k}": v for k, v in model.critic.state_dict().items()})
     torch.save(tensors, directory / "weights.pt")
     config = {"format_version": FORMAT_VERSION, "recsynth_version": __version__,
               "model": asdict(model.config), "like_threshold": model.like_threshold,
               "n_items": model.n_items, "n_channels": form.n_channels,
+              "n_slots": model.space.n_slots,
               "schema": schema_to_dict(model.schema), "user_key": model.user_key}
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     pl.DataFrame({"item": model.catalog}).write_parquet(directory / "catalog.parquet")
@@ -124,13 +130,17 @@ def load_model(directory: str | Path) -> Model:
         critic.load_state_dict(_prefixed(tensors, "critic."))
         catalog = pl.read_parquet(d / "catalog.parquet").get_column("item")
         rowmodel = RowModel.load(d / "rowmodel")
+        space = ItemSpace(tensors["space.head"].numpy(), tensors["space.tail"].numpy(),
+                          tensors["space.tail_weights"].numpy(), int(meta["n_slots"]))
+        if space.n_model_items * form.n_channels != len(form.item_bias):
+            raise ValueError("item space and item factors disagree")
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{d}: model directory is incomplete or corrupt ({first})") from None
     generator.eval()
     critic.eval()
     return Model(config, schema, meta["like_threshold"], catalog.alias(schema.item_col), form,
-                 generator, critic, rowmodel, meta["user_key"])
+                 generator, critic, rowmodel, meta["user_key"], space)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -211,6 +211,9 @@ def fit(
         help="Gaussian-mixture components (default: users/300, or users/100 when users "
              "form separate communities; at most 10).")]
         = None,
+    max_items: Annotated[int, typer.Option(
+        help="Items modelled one by one (the most popular); rarer items share tail slots "
+             "and are drawn by popularity.")] = ModelConfig.max_items,
     max_dcr_share: Annotated[float, typer.Option(
         help="Privacy guard of the temperature search: the largest share of held-out-check "
              "synthetic users closer to fitting users than to held-out ones (0.5 = none).")] =
@@ -243,7 +246,7 @@ def fit(
     budget = parse_duration(time_budget) if time_budget is not None else None
     config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
-                         max_dcr_share=max_dcr_share, seed=seed)
+                         max_dcr_share=max_dcr_share, max_items=max_items, seed=seed)
 
     with StageReporter(stderr, quiet=quiet) as report:
         report("device: cpu")

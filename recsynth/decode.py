@@ -89,10 +89,28 @@ def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
     return DecodedUsers(rows[order].numpy(), items[order].numpy(), liked[order].numpy(), len(x))
 
 
+def decode_chunked(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
+                   gen: torch.Generator) -> DecodedUsers:
+    """`decode` in chunks of users, so memory is chunk x items however many users."""
+    if len(x) <= DECODE_CHUNK:
+        return decode(x, form, temperature, n_items, gen)
+    parts = [decode(x[lo:lo + DECODE_CHUNK], form, temperature, n_items, gen)
+             for lo in range(0, len(x), DECODE_CHUNK)]
+    offsets = np.cumsum([0] + [p.n_users for p in parts[:-1]])
+    liked = None if parts[0].liked is None else np.concatenate([p.liked for p in parts])
+    users = [p.user_index + o for p, o in zip(parts, offsets, strict=True)]
+    return DecodedUsers(np.concatenate(users), np.concatenate([p.item_index for p in parts]),
+                        liked, len(x))
+
+
 def channel_counts(d: DecodedUsers, n_items: int, n_channels: int) -> np.ndarray:
     """How often each (channel, item) was drawn, flattened like `ClosedForm.item_bias`."""
     channel = np.zeros(len(d.item_index), dtype=np.int64) if d.liked is None else (~d.liked)
     return np.bincount(channel * n_items + d.item_index, minlength=n_channels * n_items)
+
+
+CALIBRATION_USERS = 8192  # generated users per calibration step (frequencies, not users)
+DECODE_CHUNK = 4096  # users decoded at once: memory is chunk x items, not users x items
 
 
 def calibrate_item_bias(form: ClosedForm, sample_codes, real_counts: np.ndarray,
@@ -107,11 +125,13 @@ def calibrate_item_bias(form: ClosedForm, sample_codes, real_counts: np.ndarray,
     """
     target = (real_counts + 0.5) / n_real_users
     bias = form.item_bias.copy()
+    n = min(n_real_users, CALIBRATION_USERS)
     for step in range(steps):
         gen = torch.Generator().manual_seed(seed * 1000 + step)
-        x = sample_codes(n_real_users, gen)
-        d = decode(x, replace(form, item_bias=bias), temperature, n_items, gen)
-        drawn = (channel_counts(d, n_items, form.n_channels) + 0.5) / d.n_users
+        x = sample_codes(n, gen)
+        d = decode_chunked(x, replace(form, item_bias=bias), temperature, n_items, gen)
+        counts = channel_counts(d, n_items, form.n_channels)
+        drawn = (counts + 0.5 * n / n_real_users) / n
         bias += rate * (np.log(target) - np.log(drawn))
         bias -= bias.max()
     return replace(form, item_bias=bias)

@@ -18,6 +18,7 @@ from recsynth.decode import calibrate_item_bias
 from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
 from recsynth.errors import DataError, UsageError
 from recsynth.inputs import check_keys
+from recsynth.itemspace import MAX_SLOTS, ItemSpace
 from recsynth.latent import fit_closed_form
 from recsynth.matrix import build_catalog
 from recsynth.model import PacCritic, ResidualGenerator
@@ -42,6 +43,9 @@ def validate_config(config: ModelConfig) -> None:
     if (config.rank is not None and config.rank < 1) or config.hidden < 1 or config.pac < 1 \
             or config.epochs < 0:
         raise UsageError("rank, hidden and pac must be >= 1 and epochs >= 0")
+    if config.max_items < 4 * MAX_SLOTS:
+        raise UsageError(f"--max-items must be at least {4 * MAX_SLOTS} "
+                         f"(got {config.max_items})")
     if config.temperature is not None and config.temperature <= 0:
         raise UsageError(f"temperature must be positive (got {config.temperature})")
     if not 0.5 <= config.max_dcr_share <= 1.0:
@@ -133,13 +137,18 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
 
     on_stage("encoding users and fitting the closed-form sampler")
     tick = time.monotonic()
-    enc = encode_users(frame, schema, catalog, threshold, str(data))
+    full = encode_users(frame, schema, catalog, threshold, str(data))
+    space = ItemSpace.build(full.item_sets(), config.max_items)
+    enc = replace(full, channels=tuple(space.to_model(c) for c in full.channels))
+    if space.capped:
+        on_stage(f"modelling the {len(space.head)} most popular of {len(catalog)} items; "
+                 f"the other {len(space.tail)} share {space.n_slots} tail slots")
     fit_users, val_users = _split_users(enc, config)
     rank = config.rank if config.rank is not None else auto_rank(fit_users.n_users)
     rank = max(1, min(rank, fit_users.n_users - 1, len(catalog) * len(enc.channels) - 1))
     rng = np.random.default_rng([config.seed, 3])
     form, codes = fit_closed_form(fit_users, rank, rng, config.n_components)
-    n_items = len(catalog)
+    n_items = space.n_model_items
     real_counts = np.concatenate([np.asarray(c.sum(axis=0)).ravel() for c in fit_users.channels])
     identity = ResidualGenerator(form.dim, config.hidden, form.n_components)  # the mixture
 
@@ -193,13 +202,14 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     timings["calibrate_rowmodel"] = time.monotonic() - tick
 
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
-                  rowmodel, _user_key_info(enc.users))
+                  rowmodel, _user_key_info(enc.users), space)
     manifest = {"inputs": inputs, "versions": versions(), "seed": config.seed,
                 "device": "cpu", "started_unix": round(started, 3),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
                 "users": {"fit": fit_users.n_users,
                           "check": 0 if val_users is None else val_users.n_users},
-                "items": n_items, "rows": frame.height, "best_epoch": result.best_epoch,
+                "items": len(catalog), "modelled_items": n_items, "rows": frame.height,
+                "best_epoch": result.best_epoch,
                 "stopped": result.stopped,
                 "resumed_after_epoch": None if state is None else state["epoch"],
                 "temperature_search": search,

@@ -44,10 +44,11 @@ def user_keys(model: Model, start: int, n: int) -> pl.Series:
 def generate_batch(model: Model, seed: int, batch: int, start: int, n: int) -> pl.DataFrame:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + batch)
     x = sample_codes(model.generator, model.form, n, gen)
-    d = decode(x, model.form, model.config.temperature, model.n_items, gen)
+    d = decode(x, model.form, model.config.temperature, model.space.n_model_items, gen)
+    items = model.space.to_catalog(d.user_index, d.item_index,
+                                   np.random.default_rng([seed, batch, 13]))
     rng = np.random.default_rng([seed, batch, 11])
-    return model.rowmodel.sample(d.user_index, d.item_index, d.liked,
-                                 user_keys(model, start, n), rng)
+    return model.rowmodel.sample(d.user_index, items, d.liked, user_keys(model, start, n), rng)
 
 
 def _whole_users_up_to(frame: pl.DataFrame, user_col: str, wanted: int) -> pl.DataFrame:

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from recsynth.config import ModelConfig
-from recsynth.decode import decode
+from recsynth.decode import CALIBRATION_USERS, decode_chunked
 from recsynth.latent import ClosedForm
 from recsynth.metrics.privacy import closer_share, nearest_jaccard
 from recsynth.metrics.ranking import accuracy_per_user, top_k
@@ -91,13 +91,14 @@ class UtilityCheck:
         keep = np.flatnonzero(test.getnnz(axis=1) > 0)
         if len(keep) == 0:
             return None
-        return cls(form, temperature, n_items, n_generated, foldin[keep], test[keep], seed)
+        return cls(form, temperature, n_items, min(n_generated, CALIBRATION_USERS), foldin[keep],
+                   test[keep], seed)
 
     def generated(self, generator: ResidualGenerator, first_channel: bool) -> sp.csr_matrix:
         """Generated users x items (first channel only, or every item), same noise each time."""
         gen = torch.Generator().manual_seed(self.seed + 17)
         x = sample_codes(generator, self.form, self.n_generated, gen)
-        d = decode(x, self.form, self.temperature, self.n_items, gen)
+        d = decode_chunked(x, self.form, self.temperature, self.n_items, gen)
         rows = np.ones(len(d.item_index), dtype=bool)
         if first_channel and d.liked is not None:
             rows = d.liked
