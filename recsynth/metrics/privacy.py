@@ -207,6 +207,22 @@ def _copy_figures(exact: np.ndarray, sizes: np.ndarray) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class PrivacyDistances:
+    """The per-user Jaccard distances behind the privacy figures, for plots (not the JSON).
+
+    `synthetic_dcr`: each synthetic user to the nearest train reference user;
+    `holdout_dcr`: each held-out real user to the same references (the yardstick);
+    `member_d` / `nonmember_d`: each train / held-out reference user to the nearest
+    synthetic user, the membership-inference scores (negated). +inf where a side is empty.
+    """
+
+    synthetic_dcr: np.ndarray
+    holdout_dcr: np.ndarray
+    member_d: np.ndarray
+    nonmember_d: np.ndarray
+
+
 def privacy_metrics(
     synthetic: sp.spmatrix,
     train: sp.spmatrix,
@@ -215,6 +231,19 @@ def privacy_metrics(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> dict:
+    """The figures of `privacy_metrics_with_distances` alone."""
+    return privacy_metrics_with_distances(synthetic, train, holdout, rng,
+                                          chunk_rows=chunk_rows)[0]
+
+
+def privacy_metrics_with_distances(
+    synthetic: sp.spmatrix,
+    train: sp.spmatrix,
+    holdout: sp.spmatrix,
+    rng: np.random.Generator,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> tuple[dict, PrivacyDistances]:
     """Exact copies, DCR share, distance membership inference and NNDR (GUIDE §3).
 
     Train and holdout are compared on equal-size reference sets (n_ref = min of the two,
@@ -243,7 +272,7 @@ def privacy_metrics(
     hold_copies = _copy_figures(hold["exact"], np.diff(holdout.indptr))
     mia = auc(-syn["member_d"], -syn["nonmember_d"]) if has_both else None
     dcr = closer_share(syn["train_ref"].first, syn["holdout_ref_d"]) if has_both else None
-    return {
+    figures = {
         "exact_copy_share": syn_copies["exact_copy_share"],
         "exact_copy_share_5plus": syn_copies["exact_copy_share_5plus"],
         "n_synthetic_5plus": syn_copies["n_5plus"],
@@ -261,6 +290,9 @@ def privacy_metrics(
         },
         "n_reference": int(n_ref),
     }
+    distances = PrivacyDistances(syn["train_ref"].first, hold["train_ref"].first,
+                                 syn["member_d"], syn["nonmember_d"])
+    return figures, distances
 
 
 def _sweep_synthetic(
