@@ -257,7 +257,7 @@ def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
 # --- timing --------------------------------------------------------------------------------
 
 
-def _epoch_seconds(s: pl.Series) -> pl.Series:
+def epoch_seconds(s: pl.Series) -> pl.Series:
     """Seconds since 1970 as Float64 (Datetime, Date, or already-numeric columns)."""
     dtype = s.dtype
     if dtype == pl.Date:
@@ -272,7 +272,7 @@ def _epoch_seconds(s: pl.Series) -> pl.Series:
 def _gaps(df: pl.DataFrame, user_col: str, time_col: str) -> np.ndarray:
     """Seconds between consecutive events of the same user, pooled over users."""
     t = (
-        df.select(pl.col(user_col), _epoch_seconds(df.get_column(time_col)).alias("__t"))
+        df.select(pl.col(user_col), epoch_seconds(df.get_column(time_col)).alias("__t"))
         .drop_nulls("__t")
         .sort([user_col, "__t"])
     )
@@ -313,7 +313,7 @@ def _column_values(
 def _column_metric(values: ColumnValues, r_missing: pl.Series, s_missing: pl.Series) -> dict:
     r, s = values.real, values.synthetic
     if values.kind == "time":
-        value = ks(_epoch_seconds(r).to_numpy(), _epoch_seconds(s).to_numpy())
+        value = ks(epoch_seconds(r).to_numpy(), epoch_seconds(s).to_numpy())
     elif values.metric == "ks":
         value = ks(r.cast(pl.Float64).to_numpy(), s.cast(pl.Float64).to_numpy())
     elif values.kind == "numeric":

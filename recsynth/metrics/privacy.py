@@ -189,6 +189,26 @@ def auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     return float(u / (n1 * n0))
 
 
+def roc_curve(
+    member_scores: np.ndarray, nonmember_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates of "member when score ≥ t" over every threshold t.
+
+    Starts at (0, 0) and ends at (1, 1); the area under it (trapezoids, so ties count ½)
+    equals `auc` of the same scores.
+    """
+    scores = np.concatenate([member_scores, nonmember_scores])
+    is_member = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
+    order = np.argsort(-scores, kind="stable")
+    scores, is_member = scores[order], is_member[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores) != 0), len(scores) - 1]
+    tp = np.cumsum(is_member)[last_of_tie]
+    fp = np.cumsum(1.0 - is_member)[last_of_tie]
+    tpr = np.r_[0.0, tp / max(len(member_scores), 1)]
+    fpr = np.r_[0.0, fp / max(len(nonmember_scores), 1)]
+    return fpr, tpr
+
+
 def _median(values: np.ndarray) -> float | None:
     values = values[np.isfinite(values)]
     return float(np.median(values)) if len(values) else None

@@ -25,6 +25,7 @@ _STYLE: dict[str, Any] = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
+    "axes.axisbelow": True,
     "grid.color": "#e4e4e4",
     "grid.linewidth": 0.6,
     "legend.frameon": False,
@@ -49,7 +50,7 @@ def new_figure(width: float = 6.4, height: float = 3.4, ncols: int = 1, nrows: i
 
     matplotlib.rcParams.update(_STYLE)
     fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=True, **kwargs)
+    axes = fig.subplots(nrows, ncols, **kwargs)
     return fig, axes
 
 
