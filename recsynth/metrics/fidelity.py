@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -60,21 +61,9 @@ class FidelityDistributions:
     columns: dict[str, ColumnValues] = field(default_factory=dict)
 
 
-def fidelity_metrics(
-    real: pl.DataFrame,
-    synthetic: pl.DataFrame,
-    real_ui: UserItems,
-    syn_ui: UserItems,
-    *,
-    user_col: str,
-    time_col: str | None,
-    columns: dict[str, str],
-    user_level: Collection[str] = frozenset(),
-) -> dict:
-    """The figures of `fidelity_metrics_with_distributions` alone."""
-    return fidelity_metrics_with_distributions(
-        real, synthetic, real_ui, syn_ui, user_col=user_col, time_col=time_col,
-        columns=columns, user_level=user_level)[0]
+def fidelity_metrics(*args: Any, **kwargs: Any) -> dict:
+    """The figures of `fidelity_metrics_with_distributions` (same arguments) alone."""
+    return fidelity_metrics_with_distributions(*args, **kwargs)[0]
 
 
 def fidelity_metrics_with_distributions(

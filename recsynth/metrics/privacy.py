@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -243,17 +244,9 @@ class PrivacyDistances:
     nonmember_d: np.ndarray
 
 
-def privacy_metrics(
-    synthetic: sp.spmatrix,
-    train: sp.spmatrix,
-    holdout: sp.spmatrix,
-    rng: np.random.Generator,
-    *,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-) -> dict:
-    """The figures of `privacy_metrics_with_distances` alone."""
-    return privacy_metrics_with_distances(synthetic, train, holdout, rng,
-                                          chunk_rows=chunk_rows)[0]
+def privacy_metrics(*args: Any, **kwargs: Any) -> dict:
+    """The figures of `privacy_metrics_with_distances` (same arguments) alone."""
+    return privacy_metrics_with_distances(*args, **kwargs)[0]
 
 
 def privacy_metrics_with_distances(
