@@ -172,6 +172,12 @@ def cooccurrence_scatter(rate_real: np.ndarray, rate_syn: np.ndarray) -> str:
     ax.plot([lo, hi], [lo, hi], color="#999999", linestyle=":", label="equal rates")
     ax.set(xscale="log", yscale="log", xlabel="rate in real users",
            ylabel="rate in synthetic users", title=f"co-occurrence, {len(rate_real)} top pairs")
+    from matplotlib import ticker
+
+    for axis in (ax.xaxis, ax.yaxis):  # 1-2-5 steps as plain numbers: a span under a decade
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))  # still gets labels
+        axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(ticker.NullFormatter())
     ax.legend(loc="upper left")
     return to_svg(fig)
 
