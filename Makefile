@@ -36,7 +36,7 @@ demo: $(STAMP)  ## sample_data/: split by user, fit, sample, evaluate (popularit
 		--out $(DEMO)/report_popularity.json --overwrite --quiet
 	$(RS) evaluate --train $(DEMO)/train.parquet --holdout $(DEMO)/holdout.parquet \
 		--synthetic $(DEMO)/synthetic.parquet --users sample_data/users.parquet \
-		--out $(DEMO)/report.json --overwrite
+		--out $(DEMO)/report.json --html $(DEMO)/report.html --model $(DEMO)/model --overwrite
 
 bench: $(STAMP)  ## run the benchmarks (writes benchmarks/results/*.json)
 	$(PY) benchmarks/bench_evaluate.py

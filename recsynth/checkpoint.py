@@ -5,6 +5,7 @@
     catalog.parquet  item keys; position = item index
     rowmodel/        per-row column model (JSON + Parquet)
     training.jsonl   losses and the held-out check per epoch
+    training.png     the same as curves, to look at
     manifest.json    input fingerprints, versions, seed, timings
 
 A directory from an untrusted source cannot run code when loaded: torch refuses anything
@@ -32,6 +33,7 @@ from recsynth.errors import DataError
 from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm
 from recsynth.model import PacCritic, ResidualGenerator
+from recsynth.report.training import write_training_png
 from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema, schema_from_dict, schema_to_dict
 
@@ -88,6 +90,7 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
     pl.DataFrame({"item": model.catalog}).write_parquet(directory / "catalog.parquet")
     model.rowmodel.save(directory / "rowmodel")
     (directory / "training.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    write_training_png(history, directory / "training.png")
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -77,6 +77,10 @@ def evaluate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON "
                                                           "object on stdout.")] = False,
     out: Annotated[Optional[str], typer.Option(help="Also write the JSON result here.")] = None,
+    html: Annotated[Optional[str], typer.Option(
+        help="Also write a self-contained HTML report with plots here.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="Model directory from `recsynth fit`: adds its training curves to --html.")] = None,
     min_rating: Annotated[Optional[float], typer.Option(
         help="Only rows rated at least this count as positives for utility.")] = None,
     k: Annotated[str, typer.Option("--k", help="Cut-offs K, comma-separated.")] =
@@ -98,7 +102,7 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables or progress.")] = False,
 ) -> None:
     """Score a synthetic log against real users: utility, fidelity, privacy, fairness."""
-    from recsynth.evaluate import evaluate as run_evaluation
+    from recsynth.evaluate import evaluate_with_details
     from recsynth.gates import apply_gates, check_paths, parse_gates
     from recsynth.inputs import load_inputs
     from recsynth.progress import StageReporter
@@ -114,6 +118,7 @@ def evaluate(
     gates = parse_gates(fail_under or [], fail_over or [])
     if out is not None:
         io.check_writable(out, overwrite)
+    history = _html_inputs(html, model, out, overwrite)
     config = EvalConfig(ks=ks, recommenders=recs, min_rating=min_rating, seed=seed)
 
     with StageReporter(stderr, quiet=quiet) as report:
@@ -121,24 +126,58 @@ def evaluate(
         inputs = load_inputs(train, holdout, synthetic, schema_file=schema, user_col=user_col,
                              item_col=item_col, time_col=time_col, users_table=users,
                              min_rating=min_rating)
-        result = run_evaluation(inputs, config, on_stage=report)
-    check_paths(gates, result)
-    result["gates"] = apply_gates(gates, result)
+        result, details = evaluate_with_details(inputs, config, on_stage=report)
+        check_paths(gates, result)
+        result["gates"] = apply_gates(gates, result)
+        if html is not None:  # rendered before anything is written: a failure leaves nothing
+            from recsynth.report.html import render_html
+
+            report("rendering the HTML report")
+            page = render_html(result, details, history)
 
     text = json.dumps(result, indent=2, sort_keys=False) + "\n"
     if out is not None:
         io.write_text(text, out, overwrite=overwrite)
+    if html is not None:
+        from recsynth.report.html import write_html
+
+        write_html(page, html, overwrite)
     if not quiet:
         render_evaluation(result, stderr)
     if json_out:
         sys.stdout.write(text)
-    elif out is not None:
-        typer.echo(out)
+    else:
+        for path in (out, html):
+            if path is not None:
+                typer.echo(path)
     failed = [g for g in result["gates"] if not g["passed"]]
     if failed:
         g = failed[0]
         raise GateFailed(f"quality gate failed: {g['metric']} = {g['value']} "
                          f"(--fail-{g['fail']} {g['threshold']})")
+
+
+def _html_inputs(html: str | None, model: str | None, out: str | None,
+                 overwrite: bool) -> list[dict] | None:
+    """Check --html/--model before any work; the model's training history when given."""
+    from pathlib import Path
+
+    if html is None:
+        if model is not None:
+            raise UsageError("--model adds training curves to the HTML report: pass --html too")
+        return None
+    from recsynth.report.html import check_html_path
+
+    check_html_path(html, overwrite)
+    if out is not None and Path(out).resolve() == Path(html).resolve():
+        raise UsageError("--out and --html name the same file")
+    if model is None:
+        return None
+    from recsynth.report.training import read_history
+
+    if not Path(model).is_dir():
+        raise DataError(f"{model}: not a model directory (run `recsynth fit` to make one)")
+    return read_history(Path(model) / "training.jsonl")
 
 
 @app.command()

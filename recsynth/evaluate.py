@@ -1,14 +1,16 @@
 """The evaluation protocol (GUIDE §3): utility, fidelity, privacy and fairness in one result.
 
 Pure orchestration over validated inputs; the result is a JSON-ready dict with stable keys
-(`schema_version` 1). Nothing here prints: stages are reported through `on_stage`.
+(`schema_version` 1). `evaluate_with_details` also hands back the raw distributions the
+HTML report plots, which stay out of the JSON. Nothing here prints: stages are reported
+through `on_stage`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -19,8 +21,8 @@ from recsynth.config import EvalConfig
 from recsynth.errors import DataError
 from recsynth.inputs import EvalInputs, Log
 from recsynth.metrics.fairness import activity_groups, attribute_groups, fairness_metrics
-from recsynth.metrics.fidelity import fidelity_metrics
-from recsynth.metrics.privacy import privacy_metrics
+from recsynth.metrics.fidelity import FidelityDistributions, fidelity_metrics_with_distributions
+from recsynth.metrics.privacy import PrivacyDistances, privacy_metrics_with_distances
 from recsynth.metrics.utility import utility_metrics
 from recsynth.protocol import fold_in_split
 
@@ -36,8 +38,24 @@ def _log_summary(log: Log) -> dict[str, Any]:
             "positive_interactions": int(log.positives.matrix.nnz)}
 
 
+@dataclass(frozen=True)
+class EvalDetails:
+    """Per-user and per-item arrays behind the summary figures (for plots, not JSON)."""
+
+    privacy: PrivacyDistances
+    fidelity: FidelityDistributions
+
+
 def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _: None
              ) -> dict[str, Any]:
+    """The JSON-ready result of the whole protocol."""
+    return evaluate_with_details(inputs, config, on_stage)[0]
+
+
+def evaluate_with_details(inputs: EvalInputs, config: EvalConfig,
+                          on_stage: Stage = lambda _: None
+                          ) -> tuple[dict[str, Any], EvalDetails]:
+    """The JSON-ready result and the raw distributions it summarises."""
     schema = inputs.schema
     on_stage("splitting held-out users into fold-in and hidden items")
     held = inputs.holdout.positives
@@ -57,9 +75,9 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
     fairness = fairness_metrics(_groupings(inputs, held.users.gather(evaluated)), per_user)
 
     on_stage("privacy: distances between synthetic and real users")
-    privacy = privacy_metrics(inputs.synthetic.all_items.matrix, inputs.train.all_items.matrix,
-                              inputs.holdout.all_items.matrix,
-                              np.random.default_rng([config.seed, 2]))
+    privacy, distances = privacy_metrics_with_distances(
+        inputs.synthetic.all_items.matrix, inputs.train.all_items.matrix,
+        inputs.holdout.all_items.matrix, np.random.default_rng([config.seed, 2]))
 
     on_stage("fidelity: marginals, activity, popularity, co-occurrence")
     kinds = {"rating": "numeric", "numeric": "numeric", "categorical": "categorical"}
@@ -68,7 +86,7 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
     time_col = schema.time_col if schema.time_col in inputs.synthetic.frame.columns else None
     if time_col is not None:
         columns[time_col] = "time"
-    fidelity = fidelity_metrics(
+    fidelity, distributions = fidelity_metrics_with_distributions(
         inputs.train.frame, inputs.synthetic.frame, inputs.train.all_items,
         inputs.synthetic.all_items, user_col=schema.user_col, time_col=time_col,
         columns=columns, user_level={c.name for c in schema.user_attributes()})
@@ -87,7 +105,7 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
         "privacy": privacy,
         "fairness": fairness,
     }
-    return jsonable(result)
+    return jsonable(result), EvalDetails(distances, distributions)
 
 
 def _groupings(inputs: EvalInputs, users: pl.Series) -> dict[str, dict[str, np.ndarray]]:

@@ -16,13 +16,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _pick_k(result: dict[str, Any]) -> int:
+def pick_k(result: dict[str, Any]) -> int:
+    """The cut-off the headline figures use: 10 when it was measured, else the smallest."""
     ks = result["config"]["ks"]
     return 10 if 10 in ks else ks[0]
 
 
 def render_evaluation(result: dict[str, Any], console: Console) -> None:
-    k = _pick_k(result)
+    k = pick_k(result)
     data = result["data"]
     console.print(
         f"[bold]recsynth evaluate[/]  train {data['train']['users']} users / "

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -29,3 +30,16 @@ def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "--holdout", str(out / "holdout.parquet"), "--seed", "0"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def pop_synthetic(split_dir: Path) -> Path:
+    """A popularity-sampler synthetic log for the train side of `split_dir`."""
+    from recsynth.baselines import popularity_sampler
+    from recsynth.schema import infer_schema
+
+    train = pl.read_parquet(split_dir / "train.parquet")
+    schema = infer_schema(train.lazy(), "train")
+    path = split_dir / "pop.parquet"
+    popularity_sampler(train, schema, None, np.random.default_rng(0)).write_parquet(path)
+    return path

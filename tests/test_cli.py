@@ -7,13 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
-from recsynth.baselines import popularity_sampler
 from recsynth.cli import main
-from recsynth.schema import infer_schema
 
 FAST = ["--recommenders", "pop,ease", "--k", "10", "--quiet"]
 
@@ -29,15 +26,6 @@ def evaluate_args(split_dir: Path, synthetic: Path | str, *extra: str,
     return ["evaluate", "--train", str(split_dir / "train.parquet"),
             "--holdout", str(split_dir / "holdout.parquet"), "--synthetic", str(synthetic),
             *(["--json"] if as_json else []), *extra]
-
-
-@pytest.fixture(scope="session")
-def pop_synthetic(split_dir: Path) -> Path:
-    train = pl.read_parquet(split_dir / "train.parquet")
-    schema = infer_schema(train.lazy(), "train")
-    path = split_dir / "pop.parquet"
-    popularity_sampler(train, schema, None, np.random.default_rng(0)).write_parquet(path)
-    return path
 
 
 @pytest.fixture(scope="session")

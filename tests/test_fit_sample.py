@@ -31,7 +31,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> Pa
 def test_model_directory_contents(model_dir: Path) -> None:
     names = {p.name for p in model_dir.iterdir()}
     assert {"config.json", "weights.pt", "catalog.parquet", "training.jsonl", "manifest.json",
-            "rowmodel"} <= names
+            "rowmodel", "training.png"} <= names
+    assert (model_dir / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model"]["epochs"] == 3 and config["model"]["seed"] == 0
     history = [json.loads(line) for line in (model_dir / "training.jsonl").read_text().splitlines()]

@@ -12,7 +12,14 @@ import scipy.sparse as sp
 
 from recsynth.matrix import build_catalog, to_user_items
 from recsynth.metrics import privacy as priv
-from recsynth.metrics.privacy import auc, closer_share, nearest_jaccard, nndr, privacy_metrics
+from recsynth.metrics.privacy import (
+    auc,
+    closer_share,
+    nearest_jaccard,
+    nndr,
+    privacy_metrics,
+    roc_curve,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "interactions.parquet"
 
@@ -229,3 +236,15 @@ def test_sample_data_split() -> None:
     ref = out["reference"]
     assert ref["exact_copy_share_5plus"] == 0.0
     assert 0.5 < ref["dcr_median"] < 1.0 and 0.0 < ref["nndr"] <= 1.0
+
+
+def test_roc_curve_spans_the_square_and_its_area_is_the_auc() -> None:
+    rng = np.random.default_rng(0)
+    members, others = rng.integers(0, 5, 50).astype(float), rng.integers(0, 4, 40).astype(float)
+    fpr, tpr = roc_curve(members, others)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    assert area == pytest.approx(auc(members, others))
+    fpr, tpr = roc_curve(np.array([2.0, 3.0]), np.array([0.0, 1.0]))  # perfectly separated
+    assert list(zip(fpr, tpr, strict=True)) == [(0.0, 0.0), (0.0, 0.5), (0.0, 1.0), (0.5, 1.0), (1.0, 1.0)]

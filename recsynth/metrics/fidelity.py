@@ -9,6 +9,8 @@ serialises to JSON as is. Nothing here depends on the row order of the inputs.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -29,7 +31,42 @@ COOCCURRENCE_PAIRS = 1000
 MIN_COOCCURRENCE_PAIRS = 10
 
 
-def fidelity_metrics(
+@dataclass(frozen=True)
+class ColumnValues:
+    """One compared column's non-missing values per side (one per user for attributes)."""
+
+    kind: str  # "numeric", "categorical" or "time"
+    metric: str  # "ks" (continuous) or "tvd" (compared as categories)
+    real: pl.Series
+    synthetic: pl.Series
+
+
+@dataclass(frozen=True)
+class FidelityDistributions:
+    """The raw distributions behind the fidelity figures, for plots (never in the JSON).
+
+    Activity is rows per user, popularity users per item (aligned on the catalog), gaps
+    seconds between a user's consecutive events (None without a time column), and
+    `cooccurrence` the real and synthetic rates of the frequent real pairs (None when
+    there are too few pairs).
+    """
+
+    activity_real: np.ndarray
+    activity_synthetic: np.ndarray
+    popularity_real: np.ndarray
+    popularity_synthetic: np.ndarray
+    gaps_real: np.ndarray | None = None
+    gaps_synthetic: np.ndarray | None = None
+    cooccurrence: tuple[np.ndarray, np.ndarray] | None = None
+    columns: dict[str, ColumnValues] = field(default_factory=dict)
+
+
+def fidelity_metrics(*args: Any, **kwargs: Any) -> dict:
+    """The figures of `fidelity_metrics_with_distributions` (same arguments) alone."""
+    return fidelity_metrics_with_distributions(*args, **kwargs)[0]
+
+
+def fidelity_metrics_with_distributions(
     real: pl.DataFrame,
     synthetic: pl.DataFrame,
     real_ui: UserItems,
@@ -39,7 +76,7 @@ def fidelity_metrics(
     time_col: str | None,
     columns: dict[str, str],
     user_level: Collection[str] = frozenset(),
-) -> dict:
+) -> tuple[dict, FidelityDistributions]:
     """Distribution distances between a real and a synthetic interaction log.
 
     `columns` maps each compared column (present in both frames) to "numeric",
@@ -53,7 +90,12 @@ def fidelity_metrics(
     act_syn = _activity(synthetic, user_col)
     pop_real = _column_sums(real_ui.matrix)
     pop_syn = _column_sums(syn_ui.matrix)
-    return {
+    gaps = (None, None) if time_col is None else (
+        _gaps(real, user_col, time_col), _gaps(synthetic, user_col, time_col))
+    rates = cooccurrence_rates(real_ui.matrix, syn_ui.matrix)
+    values = {name: _column_values(real, synthetic, name, kind, user_col, name in user_level)
+              for name, kind in columns.items()}
+    figures = {
         "activity_ks": ks(act_real, act_syn),
         "activity_mean_real": _mean(act_real),
         "activity_mean_synthetic": _mean(act_syn),
@@ -61,13 +103,15 @@ def fidelity_metrics(
         "item_popularity_js": js_counts(pop_real, pop_syn),
         "item_popularity_gini_real": gini(pop_real),
         "item_popularity_gini_synthetic": gini(pop_syn),
-        "inter_event_gap_ks": _gap_ks(real, synthetic, user_col, time_col),
-        "cooccurrence_corr": cooccurrence_corr(real_ui.matrix, syn_ui.matrix),
-        "columns": {
-            name: _column_metric(real, synthetic, name, kind, user_col, name in user_level)
-            for name, kind in columns.items()
-        },
+        "inter_event_gap_ks": _gap_ks(*gaps),
+        "cooccurrence_corr": _rates_corr(rates),
+        "columns": {name: _column_metric(*v) for name, v in values.items()},
     }
+    dists = FidelityDistributions(
+        act_real, act_syn, pop_real, pop_syn, *gaps,
+        cooccurrence=None if isinstance(rates, str) else rates,
+        columns={name: v[0] for name, v in values.items()})
+    return figures, dists
 
 
 # --- distances ---------------------------------------------------------------------------
@@ -139,15 +183,37 @@ def _column_sums(matrix: sp.spmatrix) -> np.ndarray:
 def cooccurrence_corr(real: sp.spmatrix, synthetic: sp.spmatrix) -> float | None:
     """Pearson correlation of co-occurrence rates on the real log's most frequent item pairs.
 
-    A pair co-occurs when one user has both items; its rate is the count over the number
-    of users. Pairs come from the `COOCCURRENCE_ITEMS` most popular real items (to bound the
-    item x item product), top `COOCCURRENCE_PAIRS` by real count, ties by item position.
     None with fewer than `MIN_COOCCURRENCE_PAIRS` pairs, or when the real rates are all
     equal (no signal to follow); 0.0 when the synthetic rates are all equal.
     """
+    return _rates_corr(cooccurrence_rates(real, synthetic))
+
+
+def _rates_corr(rates: tuple[np.ndarray, np.ndarray] | str) -> float | None:
+    if isinstance(rates, str):
+        return None
+    rate_real, rate_syn = rates
+    if np.ptp(rate_real) == 0:
+        return None
+    if np.ptp(rate_syn) == 0:
+        return 0.0
+    return float(np.corrcoef(rate_real, rate_syn)[0, 1])
+
+
+def cooccurrence_rates(
+    real: sp.spmatrix, synthetic: sp.spmatrix
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """Real and synthetic co-occurrence rates of the real log's most frequent item pairs.
+
+    A pair co-occurs when one user has both items; its rate is the count over the number
+    of users. Pairs come from the `COOCCURRENCE_ITEMS` most popular real items (to bound the
+    item x item product), top `COOCCURRENCE_PAIRS` by real count, ties by item position.
+    A string saying why instead when a side is empty or there are fewer than
+    `MIN_COOCCURRENCE_PAIRS` pairs.
+    """
     real, synthetic = _binary(real), _binary(synthetic)
     if real.shape[0] == 0 or synthetic.shape[0] == 0:
-        return None
+        return "a side has no users"
     pop = np.bincount(real.indices, minlength=real.shape[1])
     top = np.sort(np.argsort(-pop, kind="stable")[:COOCCURRENCE_ITEMS])
     top = top[pop[top] > 0]
@@ -156,7 +222,7 @@ def cooccurrence_corr(real: sp.spmatrix, synthetic: sp.spmatrix) -> float | None
     keep = co.data > 0
     i, j, count = co.row[keep], co.col[keep], co.data[keep]
     if len(count) < MIN_COOCCURRENCE_PAIRS:
-        return None
+        return f"fewer than {MIN_COOCCURRENCE_PAIRS} co-occurring pairs"
     k = min(COOCCURRENCE_PAIRS, len(count))
     cut = np.partition(count, len(count) - k)[len(count) - k]
     cand = count >= cut  # everything that can make the top k, ties included
@@ -167,11 +233,7 @@ def cooccurrence_corr(real: sp.spmatrix, synthetic: sp.spmatrix) -> float | None
     s = synthetic[:, top]
     s_co = (s.T @ s).tocsr()
     rate_syn = np.asarray(s_co[i, j], dtype=np.float64).ravel() / synthetic.shape[0]
-    if np.ptp(rate_real) == 0:
-        return None
-    if np.ptp(rate_syn) == 0:
-        return 0.0
-    return float(np.corrcoef(rate_real, rate_syn)[0, 1])
+    return rate_real, rate_syn
 
 
 def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
@@ -184,7 +246,7 @@ def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
 # --- timing --------------------------------------------------------------------------------
 
 
-def _epoch_seconds(s: pl.Series) -> pl.Series:
+def epoch_seconds(s: pl.Series) -> pl.Series:
     """Seconds since 1970 as Float64 (Datetime, Date, or already-numeric columns)."""
     dtype = s.dtype
     if dtype == pl.Date:
@@ -199,7 +261,7 @@ def _epoch_seconds(s: pl.Series) -> pl.Series:
 def _gaps(df: pl.DataFrame, user_col: str, time_col: str) -> np.ndarray:
     """Seconds between consecutive events of the same user, pooled over users."""
     t = (
-        df.select(pl.col(user_col), _epoch_seconds(df.get_column(time_col)).alias("__t"))
+        df.select(pl.col(user_col), epoch_seconds(df.get_column(time_col)).alias("__t"))
         .drop_nulls("__t")
         .sort([user_col, "__t"])
     )
@@ -207,12 +269,9 @@ def _gaps(df: pl.DataFrame, user_col: str, time_col: str) -> np.ndarray:
     return gaps.drop_nulls().to_numpy()
 
 
-def _gap_ks(
-    real: pl.DataFrame, synthetic: pl.DataFrame, user_col: str, time_col: str | None
-) -> float | None:
-    if time_col is None:
+def _gap_ks(g_real: np.ndarray | None, g_syn: np.ndarray | None) -> float | None:
+    if g_real is None or g_syn is None:
         return None
-    g_real, g_syn = _gaps(real, user_col, time_col), _gaps(synthetic, user_col, time_col)
     if len(g_real) < MIN_GAPS or len(g_syn) < MIN_GAPS:
         return None
     return ks(g_real, g_syn)
@@ -221,30 +280,37 @@ def _gap_ks(
 # --- per-column marginals ---------------------------------------------------------------
 
 
-def _column_metric(
+def _column_values(
     real: pl.DataFrame,
     synthetic: pl.DataFrame,
     name: str,
     kind: str,
     user_col: str,
     per_user: bool,
-) -> dict:
+) -> tuple[ColumnValues, pl.Series, pl.Series]:
+    """The non-missing values per side, how they are compared, and the missing masks."""
     if kind not in KINDS:
         raise ValueError(f"column {name!r}: kind {kind!r} is not one of {KINDS}")
     r = _unit_values(real, name, user_col, per_user)
     s = _unit_values(synthetic, name, user_col, per_user)
     r_missing, s_missing = _missing(r), _missing(s)
     r, s = r.filter(~r_missing), s.filter(~s_missing)
-    if kind == "time":
-        metric, value = "ks", ks(_epoch_seconds(r).to_numpy(), _epoch_seconds(s).to_numpy())
-    elif kind == "numeric" and r.n_unique() > MAX_DISCRETE_VALUES:
-        metric, value = "ks", ks(r.cast(pl.Float64).to_numpy(), s.cast(pl.Float64).to_numpy())
-    elif kind == "numeric":
-        metric, value = "tvd", tvd_values(r.cast(pl.Float64), s.cast(pl.Float64))
+    continuous = kind == "time" or (kind == "numeric" and r.n_unique() > MAX_DISCRETE_VALUES)
+    return ColumnValues(kind, "ks" if continuous else "tvd", r, s), r_missing, s_missing
+
+
+def _column_metric(values: ColumnValues, r_missing: pl.Series, s_missing: pl.Series) -> dict:
+    r, s = values.real, values.synthetic
+    if values.kind == "time":
+        value = ks(epoch_seconds(r).to_numpy(), epoch_seconds(s).to_numpy())
+    elif values.metric == "ks":
+        value = ks(r.cast(pl.Float64).to_numpy(), s.cast(pl.Float64).to_numpy())
+    elif values.kind == "numeric":
+        value = tvd_values(r.cast(pl.Float64), s.cast(pl.Float64))
     else:
-        metric, value = "tvd", tvd_values(r.cast(pl.String), s.cast(pl.String))
+        value = tvd_values(r.cast(pl.String), s.cast(pl.String))
     return {
-        "metric": metric,
+        "metric": values.metric,
         "value": value,
         "null_rate_real": _rate(r_missing),
         "null_rate_synthetic": _rate(s_missing),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -189,6 +190,26 @@ def auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     return float(u / (n1 * n0))
 
 
+def roc_curve(
+    member_scores: np.ndarray, nonmember_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates of "member when score ≥ t" over every threshold t.
+
+    Starts at (0, 0) and ends at (1, 1); the area under it (trapezoids, so ties count ½)
+    equals `auc` of the same scores.
+    """
+    scores = np.concatenate([member_scores, nonmember_scores])
+    is_member = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
+    order = np.argsort(-scores, kind="stable")
+    scores, is_member = scores[order], is_member[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores) != 0), len(scores) - 1]
+    tp = np.cumsum(is_member)[last_of_tie]
+    fp = np.cumsum(1.0 - is_member)[last_of_tie]
+    tpr = np.r_[0.0, tp / max(len(member_scores), 1)]
+    fpr = np.r_[0.0, fp / max(len(nonmember_scores), 1)]
+    return fpr, tpr
+
+
 def _median(values: np.ndarray) -> float | None:
     values = values[np.isfinite(values)]
     return float(np.median(values)) if len(values) else None
@@ -207,14 +228,35 @@ def _copy_figures(exact: np.ndarray, sizes: np.ndarray) -> dict:
     }
 
 
-def privacy_metrics(
+@dataclass(frozen=True)
+class PrivacyDistances:
+    """The per-user Jaccard distances behind the privacy figures, for plots (not the JSON).
+
+    `synthetic_dcr`: each synthetic user to the nearest train reference user;
+    `holdout_dcr`: each held-out real user to the same references (the yardstick);
+    `member_d` / `nonmember_d`: each train / held-out reference user to the nearest
+    synthetic user, the membership-inference scores (negated). +inf where a side is empty.
+    """
+
+    synthetic_dcr: np.ndarray
+    holdout_dcr: np.ndarray
+    member_d: np.ndarray
+    nonmember_d: np.ndarray
+
+
+def privacy_metrics(*args: Any, **kwargs: Any) -> dict:
+    """The figures of `privacy_metrics_with_distances` (same arguments) alone."""
+    return privacy_metrics_with_distances(*args, **kwargs)[0]
+
+
+def privacy_metrics_with_distances(
     synthetic: sp.spmatrix,
     train: sp.spmatrix,
     holdout: sp.spmatrix,
     rng: np.random.Generator,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-) -> dict:
+) -> tuple[dict, PrivacyDistances]:
     """Exact copies, DCR share, distance membership inference and NNDR (GUIDE §3).
 
     Train and holdout are compared on equal-size reference sets (n_ref = min of the two,
@@ -243,7 +285,7 @@ def privacy_metrics(
     hold_copies = _copy_figures(hold["exact"], np.diff(holdout.indptr))
     mia = auc(-syn["member_d"], -syn["nonmember_d"]) if has_both else None
     dcr = closer_share(syn["train_ref"].first, syn["holdout_ref_d"]) if has_both else None
-    return {
+    figures = {
         "exact_copy_share": syn_copies["exact_copy_share"],
         "exact_copy_share_5plus": syn_copies["exact_copy_share_5plus"],
         "n_synthetic_5plus": syn_copies["n_5plus"],
@@ -261,6 +303,9 @@ def privacy_metrics(
         },
         "n_reference": int(n_ref),
     }
+    distances = PrivacyDistances(syn["train_ref"].first, hold["train_ref"].first,
+                                 syn["member_d"], syn["nonmember_d"])
+    return figures, distances
 
 
 def _sweep_synthetic(
