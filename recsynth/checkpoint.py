@@ -26,6 +26,7 @@ import polars as pl
 import torch
 
 from recsynth import __version__
+from recsynth.conditions import Conditions
 from recsynth.config import ModelConfig
 from recsynth.encode import Marginal
 from recsynth.errors import DataError
@@ -49,6 +50,7 @@ class Model:
     critic: PacCritic
     rowmodel: RowModel
     user_key: dict[str, Any]  # {"dtype": "Int32", "first_new": 1000000} or {"dtype": "String"}
+    conditions: Conditions | None = None  # per-attribute-value code statistics (--where)
 
     @property
     def n_items(self) -> int:
@@ -81,6 +83,8 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     pl.DataFrame({"item": model.catalog}).write_parquet(directory / "catalog.parquet")
     model.rowmodel.save(directory / "rowmodel")
+    if model.conditions is not None:
+        model.conditions.save(directory)
     (directory / "training.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -124,13 +128,14 @@ def load_model(directory: str | Path) -> Model:
         critic.load_state_dict(_prefixed(tensors, "critic."))
         catalog = pl.read_parquet(d / "catalog.parquet").get_column("item")
         rowmodel = RowModel.load(d / "rowmodel")
+        conditions = Conditions.load(d)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{d}: model directory is incomplete or corrupt ({first})") from None
     generator.eval()
     critic.eval()
     return Model(config, schema, meta["like_threshold"], catalog.alias(schema.item_col), form,
-                 generator, critic, rowmodel, meta["user_key"])
+                 generator, critic, rowmodel, meta["user_key"], conditions)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

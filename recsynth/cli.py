@@ -34,6 +34,17 @@ ItemCol = Annotated[Optional[str], typer.Option("--item-col", help="Item key col
 TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Timestamp column.")]
 SchemaFile = Annotated[Optional[str], typer.Option(
     "--schema", help="Schema file (TOML/JSON from `recsynth schema`) overriding inference.")]
+Where = Annotated[Optional[list[str]], typer.Option(
+    "--where", help="COLUMN=VALUE: every synthetic user has this user attribute (repeatable).")]
+Activity = Annotated[Optional[str], typer.Option(
+    help="low, mid or high: every synthetic user's item count in that tercile of the real "
+         "users'.")]
+MinItems = Annotated[Optional[int], typer.Option(
+    help="Every synthetic user has at least this many distinct items.")]
+MaxItems = Annotated[Optional[int], typer.Option(
+    help="Every synthetic user has at most this many distinct items.")]
+FilterQuantile = Annotated[float, typer.Option(
+    help="Drop this share of generated users that the critic scores least realistic.")]
 
 
 def _version(value: bool) -> None:
@@ -263,14 +274,20 @@ def sample(
     batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
     rows_per_file: Annotated[Optional[int], typer.Option(
         help="Write a directory of part files of about this many rows.")] = None,
+    where: Where = None,
+    activity: Activity = None,
+    min_items: MinItems = None,
+    max_items: MaxItems = None,
+    filter_quantile: FilterQuantile = 0.0,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Write synthetic users with the real schema to Parquet, streaming."""
     from recsynth.checkpoint import load_model
+    from recsynth.conditions import Request, parse_where
     from recsynth.progress import StageReporter
-    from recsynth.sampling import sample_to_parquet
+    from recsynth.sampling import make_shaping, sample_to_parquet
 
     if (users is None) == (rows is None):
         raise UsageError("give exactly one of --users N or --rows N")
@@ -278,8 +295,10 @@ def sample(
         raise UsageError(f"--rows must be at least 1 (got {rows})")
     if rows_per_file is not None and rows_per_file < 1:
         raise UsageError(f"--rows-per-file must be at least 1 (got {rows_per_file})")
+    request = Request(parse_where(where or []), activity, min_items, max_items)
     io.check_writable(out, overwrite)
     model = load_model(model_dir)
+    shaping = make_shaping(model, request, filter_quantile)
     target = f"{users} users" if users is not None else f"{rows} rows"
     with StageReporter(stderr, quiet=quiet) as report:
         report(f"sampling {target} from {model_dir}")
@@ -293,7 +312,7 @@ def sample(
 
         stats = sample_to_parquet(model, out, seed=seed, batch_users=batch_users,
                                   n_users=users, n_rows=rows, rows_per_file=rows_per_file,
-                                  overwrite=overwrite, on_batch=on_batch)
+                                  overwrite=overwrite, shaping=shaping, on_batch=on_batch)
     if not quiet:
         stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,
                      highlight=False)
