@@ -83,7 +83,11 @@ def evaluate(
     train: Annotated[str, typer.Option(help="Real users the generator was fitted on (Parquet "
                                             "file, directory or glob).")],
     holdout: Annotated[str, typer.Option(help="Real users the generator never saw.")],
-    synthetic: Annotated[str, typer.Option(help="Synthetic log to score (any generator).")],
+    synthetic: Annotated[Optional[str], typer.Option(
+        help="Synthetic log to score (any generator).")] = None,
+    augmented: Annotated[Optional[str], typer.Option(
+        help="Real + synthetic training log (from `recsynth augment`): train every "
+             "recommender on it and report per-group lift over the real train data.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON "
                                                           "object on stdout.")] = False,
     out: Annotated[Optional[str], typer.Option(help="Also write the JSON result here.")] = None,
@@ -113,8 +117,10 @@ def evaluate(
     from recsynth.inputs import load_inputs
     from recsynth.progress import StageReporter
     from recsynth.recommenders.base import RECOMMENDER_NAMES
-    from recsynth.render import render_evaluation
+    from recsynth.render import render_augmented, render_evaluation
 
+    if synthetic is None and augmented is None:
+        raise UsageError("give --synthetic, --augmented or both")
     ks = _parse_ks(k)
     recs = tuple(_split_list(recommenders, "--recommenders"))
     unknown = [r for r in recs if r not in RECOMMENDER_NAMES]
@@ -130,7 +136,7 @@ def evaluate(
         report("reading train, holdout and synthetic logs")
         inputs = load_inputs(train, holdout, synthetic, schema_file=schema, user_col=user_col,
                              item_col=item_col, time_col=time_col, users_table=users,
-                             min_rating=min_rating)
+                             min_rating=min_rating, augmented=augmented)
         result = run_evaluation(inputs, config, on_stage=report)
     check_paths(gates, result)
     result["gates"] = apply_gates(gates, result)
@@ -138,8 +144,10 @@ def evaluate(
     text = json.dumps(result, indent=2, sort_keys=False) + "\n"
     if out is not None:
         io.write_text(text, out, overwrite=overwrite)
-    if not quiet:
+    if not quiet and "utility" in result:
         render_evaluation(result, stderr)
+    if not quiet and "augmented" in result:
+        render_augmented(result, stderr)
     if json_out:
         sys.stdout.write(text)
     elif out is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from recsynth import __version__
+from recsynth.augmented_eval import augmented_metrics
 from recsynth.config import EvalConfig
 from recsynth.errors import DataError
 from recsynth.inputs import EvalInputs, Log
@@ -38,7 +39,6 @@ def _log_summary(log: Log) -> dict[str, Any]:
 
 def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _: None
              ) -> dict[str, Any]:
-    schema = inputs.schema
     on_stage("splitting held-out users into fold-in and hidden items")
     held = inputs.holdout.positives
     foldin, test = fold_in_split(held.matrix, config.test_frac,
@@ -48,13 +48,40 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
         raise DataError(f"{inputs.holdout.source}: no held-out user has 2 or more positive "
                         "interactions to fold in and score")
     foldin, test = foldin[evaluated], test[evaluated]
+    groupings = _groupings(inputs, held.users.gather(evaluated))
+    result: dict[str, Any] = _header(inputs, config, len(evaluated))
+    if inputs.synthetic is not None:
+        result.update(_synthetic_sections(inputs, config, foldin, test, groupings, on_stage))
+    if inputs.augmented is not None:
+        result["augmented"] = augmented_metrics(inputs.train, inputs.augmented, foldin, test,
+                                                groupings, config, on_stage)
+    return jsonable(result)
 
+
+def _header(inputs: EvalInputs, config: EvalConfig, n_evaluated: int) -> dict[str, Any]:
+    schema = inputs.schema
+    data = {"train": _log_summary(inputs.train), "holdout": _log_summary(inputs.holdout)}
+    if inputs.synthetic is not None:
+        data["synthetic"] = _log_summary(inputs.synthetic)
+    data.update({"catalog_items": len(inputs.catalog), "evaluated_users": n_evaluated,
+                 "user_col": schema.user_col, "item_col": schema.item_col})
+    return {"schema_version": RESULT_SCHEMA_VERSION, "recsynth_version": __version__,
+            "config": {**asdict(config), "ks": list(config.ks),
+                       "recommenders": list(config.recommenders)},
+            "data": data}
+
+
+def _synthetic_sections(inputs: EvalInputs, config: EvalConfig, foldin, test, groupings,
+                        on_stage: Stage) -> dict[str, Any]:
+    """Utility, fidelity, privacy and fairness of the synthetic log."""
+    schema = inputs.schema
+    assert inputs.synthetic is not None
     utility, per_user = utility_metrics(
         inputs.train.positives.matrix, inputs.synthetic.positives.matrix, foldin, test,
         ks=config.ks, recommenders=config.recommenders, seed=config.seed, on_stage=on_stage)
 
     on_stage("fairness across user groups")
-    fairness = fairness_metrics(_groupings(inputs, held.users.gather(evaluated)), per_user)
+    fairness = fairness_metrics(groupings, per_user)
 
     on_stage("privacy: distances between synthetic and real users")
     privacy = privacy_metrics(inputs.synthetic.all_items.matrix, inputs.train.all_items.matrix,
@@ -73,21 +100,7 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
         inputs.synthetic.all_items, user_col=schema.user_col, time_col=time_col,
         columns=columns, user_level={c.name for c in schema.user_attributes()})
 
-    result = {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "recsynth_version": __version__,
-        "config": {**asdict(config), "ks": list(config.ks),
-                   "recommenders": list(config.recommenders)},
-        "data": {"train": _log_summary(inputs.train), "holdout": _log_summary(inputs.holdout),
-                 "synthetic": _log_summary(inputs.synthetic),
-                 "catalog_items": len(inputs.catalog), "evaluated_users": len(evaluated),
-                 "user_col": schema.user_col, "item_col": schema.item_col},
-        "utility": utility,
-        "fidelity": fidelity,
-        "privacy": privacy,
-        "fairness": fairness,
-    }
-    return jsonable(result)
+    return {"utility": utility, "fidelity": fidelity, "privacy": privacy, "fairness": fairness}
 
 
 def _groupings(inputs: EvalInputs, users: pl.Series) -> dict[str, dict[str, np.ndarray]]:

@@ -30,8 +30,9 @@ class EvalInputs:
     catalog: pl.Series
     train: Log
     holdout: Log
-    synthetic: Log
+    synthetic: Log | None  # None: only an augmented log is scored
     user_attributes: pl.DataFrame | None  # user key + attribute columns of held-out users
+    augmented: Log | None = None  # real + synthetic training log (`evaluate --augmented`)
 
 
 def _require(names: list[str], source: str, cols: list[str]) -> None:
@@ -81,13 +82,26 @@ def _read(path: str) -> tuple[pl.LazyFrame, str]:
     return io.scan(path), str(path)
 
 
-def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | None = None,
-                user_col: str | None = None, item_col: str | None = None,
-                time_col: str | None = None, users_table: str | None = None,
-                min_rating: float | None = None) -> EvalInputs:
+def _read_generated(path: str, schema: Schema, reference: dict[str, pl.DataType]
+                    ) -> tuple[pl.DataFrame, str]:
+    """A synthetic or augmented log: key columns required, other columns cast to the real dtypes."""
+    lf, src = _read(path)
+    names = list(lf.collect_schema())
+    _require(names, src, [schema.user_col, schema.item_col])
+    df = io.collect(lf.select([n for n in schema.names if n in names]), src)
+    # synthetic user keys are opaque and need not share the real dtype
+    df = _cast_like(df, src, {n: t for n, t in reference.items() if n != schema.user_col})
+    check_keys(df, src, [schema.user_col, schema.item_col])
+    return df, src
+
+
+def load_inputs(train: str, holdout: str, synthetic: str | None, *,
+                schema_file: str | None = None, user_col: str | None = None,
+                item_col: str | None = None, time_col: str | None = None,
+                users_table: str | None = None, min_rating: float | None = None,
+                augmented: str | None = None) -> EvalInputs:
     train_lf, train_src = _read(train)
     holdout_lf, holdout_src = _read(holdout)
-    syn_lf, syn_src = _read(synthetic)
     schema = resolve_schema(train_lf, train_src, schema_file, user_col, item_col, time_col)
     keys = [schema.user_col, schema.item_col]
 
@@ -100,13 +114,9 @@ def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | 
                             holdout_src)
     holdout_df = _cast_like(holdout_df, holdout_src, reference)
     check_keys(holdout_df, holdout_src, keys)
-    syn_names = list(syn_lf.collect_schema())
-    _require(syn_names, syn_src, keys)
-    syn_df = io.collect(syn_lf.select([n for n in schema.names if n in syn_names]), syn_src)
-    # synthetic user keys are opaque and need not share the real dtype
-    syn_df = _cast_like(syn_df, syn_src,
-                        {n: t for n, t in reference.items() if n != schema.user_col})
-    check_keys(syn_df, syn_src, keys)
+    generated = {name: _read_generated(path, schema, reference)
+                 for name, path in (("synthetic", synthetic), ("augmented", augmented))
+                 if path is not None}
 
     shared = train_df.select(schema.user_col).unique().join(
         holdout_df.select(schema.user_col).unique(), on=schema.user_col, how="inner")
@@ -115,15 +125,28 @@ def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | 
                         f"user(s) with {train_src} (e.g. {shared.item(0, 0)!r}); holdout users "
                         "must be unseen, split with `recsynth split`")
 
+    if "augmented" in generated:
+        aug_df, aug_src = generated["augmented"]
+        leaked = aug_df.select(schema.user_col).unique().join(
+            holdout_df.select(schema.user_col).unique(), on=schema.user_col, how="inner")
+        if leaked.height:
+            raise DataError(f"{aug_src}: column {schema.user_col!r} shares {leaked.height} "
+                            f"user(s) with {holdout_src} (e.g. {leaked.item(0, 0)!r}); an "
+                            "augmented log must not contain held-out users")
+
     catalog = build_catalog(schema.item_col, train_df, holdout_df)
-    logs = []
-    for df, src in ((train_df, train_src), (holdout_df, holdout_src), (syn_df, syn_src)):
+
+    def as_log(df: pl.DataFrame, src: str) -> Log:
         all_items = to_user_items(df, schema.user_col, schema.item_col, catalog, src)
         pos_df = _positives(df, schema, min_rating, src)
         positives = to_user_items(pos_df, schema.user_col, schema.item_col, catalog, src)
-        logs.append(Log(src, df, all_items, positives))
+        return Log(src, df, all_items, positives)
+
+    logs = {name: as_log(*pair) for name, pair in generated.items()}
     attrs = _user_attributes(schema, holdout_df, users_table)
-    return EvalInputs(schema, catalog, logs[0], logs[1], logs[2], attrs)
+    return EvalInputs(schema, catalog, as_log(train_df, train_src),
+                      as_log(holdout_df, holdout_src), logs.get("synthetic"), attrs,
+                      logs.get("augmented"))
 
 
 def _user_attributes(schema: Schema, holdout: pl.DataFrame,
