@@ -327,6 +327,47 @@ def sample(
     typer.echo(out)
 
 
+@app.command()
+def augment(
+    data: Annotated[str, typer.Argument(help="Real log to augment (Parquet file, directory "
+                                             "or glob), with the columns the model was fit on.")],
+    model_dir: Annotated[str, typer.Argument(help="Model directory from `recsynth fit`.")],
+    out: Annotated[str, typer.Option(help="Output Parquet file: real rows, then synthetic.")],
+    strategy: Annotated[str, typer.Option(
+        help="match, sparse-users, long-tail or balance:COLUMN.")] = "match",
+    ratio: Annotated[float, typer.Option(
+        help="Synthetic users to add, as a share of the real users.")] = 0.2,
+    mark_synthetic: Annotated[bool, typer.Option(
+        "--mark-synthetic", help="Add a boolean column is_synthetic.")] = False,
+    filter_quantile: FilterQuantile = 0.0,
+    batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary of what was "
+                                                          "added as JSON on stdout.")] = False,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Write the real log plus targeted synthetic users (keys never collide with real ones)."""
+    from recsynth.augment import augment as run_augment
+    from recsynth.checkpoint import load_model
+    from recsynth.progress import StageReporter
+
+    io.check_writable(out, overwrite)
+    model = load_model(model_dir)
+    with StageReporter(stderr, quiet=quiet) as report:
+        summary = run_augment(data, model, out, strategy, ratio=ratio, seed=seed,
+                              mark=mark_synthetic, filter_quantile=filter_quantile,
+                              batch_users=batch_users, overwrite=overwrite, on_stage=report)
+    if not quiet:
+        syn = summary["synthetic"]
+        stderr.print(f"recsynth: added {syn['users']} synthetic users ({syn['rows']} rows) to "
+                     f"{summary['real']['users']} real users", markup=False, highlight=False)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        typer.echo(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one stderr line and an exit code (GUIDE §5).
 
