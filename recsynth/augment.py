@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from recsynth import io
 from recsynth.checkpoint import Model
-from recsynth.conditions import Request
+from recsynth.conditions import MIN_GROUP_USERS, Request
 from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates
 from recsynth.sampling import Shaping, generate_batch, make_shaping
@@ -71,7 +71,7 @@ def parity_allocation(counts: dict[str, int], n: int) -> dict[str, int]:
     base = np.floor(raw).astype(np.int64)
     order = np.argsort(-(raw - base), kind="stable")
     base[order[: n - int(base.sum())]] += 1
-    return dict(zip(labels, base.tolist()))
+    return dict(zip(labels, base.tolist(), strict=True))
 
 
 def _user_values(frame: pl.DataFrame, user: str, column: str, source: str) -> pl.Series:
@@ -113,7 +113,7 @@ def plan_groups(strategy: str, column: str | None, model: Model, frame: pl.DataF
                         "(it must be a user-level attribute of the log it was fitted on)")
     values = _user_values(frame, user, column, source)
     before = {str(k): int(v) for k, v in values.value_counts().rows() if k is not None}
-    learned = {v for v, n in zip(stats.values, stats.users) if n >= 5}
+    learned = {v for v, n in zip(stats.values, stats.users, strict=True) if n >= MIN_GROUP_USERS}
     eligible = {v: n for v, n in before.items() if v in learned}
     if not eligible:
         raise DataError(f"balance:{column}: none of the data's values can be generated")
