@@ -144,7 +144,12 @@ def tail_items(frame: pl.DataFrame, user: str, item: str, catalog: pl.Series) ->
 def new_key_info(users: pl.Series, model: Model) -> dict[str, Any]:
     """Keys for synthetic users that collide neither with the data nor the model's users."""
     if users.dtype.is_integer():
-        first = max(int(users.max()) + 1, int(model.user_key.get("first_new", 0)))
+        # a round start two digits above the largest key: held-out users of the same id
+        # space (an 80/20 split's other side) cannot collide, and synthetic ids stand out
+        top = max(int(users.max()), int(model.user_key.get("first_new", 1)) - 1, 0)
+        first = 10 ** (len(str(top)) + 1)
+        if first > np.iinfo(users.to_numpy().dtype).max // 2:
+            first = top + 1
         return {"dtype": str(users.dtype), "first_new": first}
     taken = users.cast(pl.String)
     prefix, n = "syn-", 1
