@@ -2,7 +2,8 @@
 
     python benchmarks/augment_groups.py [--datasets ml100k,online_retail]
         [--strategies match,sparse-users,long-tail,balance:gender] [--ratios 0.2]
-        [--filter 0.2] [--seed 0] [--recommenders ease,bpr] [--parts augment,conditional,filter]
+        [--filter 0.2] [--augment-filters 0.0,0.2] [--augment-seeds 0] [--seed 0]
+        [--recommenders ease,bpr] [--parts augment,conditional,filter]
         [--work benchmarks/results/augment]
 
 Needs the 80/20 splits in benchmarks/data (`benchmarks/popularity_tables.sh`) and, for
@@ -87,17 +88,19 @@ def augment_part(name, train, holdout, model, args, work) -> list[dict]:
                   if not (s.startswith("balance:") and name != "ml100k")]
     for strategy in strategies:
         for ratio in args.ratios.split(","):
-            for q in sorted({0.0, args.filter}):
-                tag = f"{strategy.replace(':', '-')}-{ratio}-q{q}"
+            for q, aseed in ((q, a) for q in map(float, args.augment_filters.split(","))
+                             for a in args.augment_seeds.split(",")):
+                tag = f"{strategy.replace(':', '-')}-{ratio}-q{q}-s{aseed}"
                 aug = work / name / f"aug-{tag}.parquet"
                 summary = json.loads(run([*RS, "augment", str(train), str(model), "--out",
                                           str(aug), "--strategy", strategy, "--ratio", ratio,
-                                          "--filter-quantile", str(q), "--seed",
-                                          str(args.seed), "--overwrite", "--json", "-q"]))
+                                          "--filter-quantile", str(q), "--seed", aseed,
+                                          "--overwrite", "--json", "-q"]))
                 r = evaluate(name, train, holdout, "--augmented", aug, args.recommenders,
                              work / name / f"report-{tag}.json")["augmented"]
                 row = {"dataset": name, "strategy": strategy, "ratio": float(ratio),
-                       "filter": q, "added_users": summary["synthetic"]["users"]}
+                       "filter": q, "seed": int(aseed),
+                       "added_users": summary["synthetic"]["users"]}
                 for rec in args.recommenders.split(","):
                     u = r["utility"][rec]
                     row[f"{rec}_all"] = (u["real"]["ndcg@10"], u["augmented"]["ndcg@10"],
@@ -188,6 +191,9 @@ def main() -> None:
     p.add_argument("--strategies", default="match,sparse-users,long-tail,balance:gender")
     p.add_argument("--ratios", default="0.2")
     p.add_argument("--filter", type=float, default=0.2)
+    p.add_argument("--augment-filters", default="0.0,0.2",
+                   help="critic filter quantiles tried for every strategy")
+    p.add_argument("--augment-seeds", default="0", help="seeds of `augment` (model: --seed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recommenders", default="ease,bpr")
     p.add_argument("--parts", default="augment,conditional,filter")
@@ -200,7 +206,7 @@ def main() -> None:
         model = fit(name, train, args.work, args.seed)
         for part in results:
             results[part] += parts[part](name, train, holdout, model, args, args.work)
-    (args.work / "augment_groups.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.work / f"augment_groups-{args.datasets.replace(',', '-')}.json").write_text(json.dumps(results, indent=2) + "\n")
     for part, rows in results.items():
         print(f"\n### {part}\n\n{table(rows)}")
 

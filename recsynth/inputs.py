@@ -82,6 +82,15 @@ def _read(path: str) -> tuple[pl.LazyFrame, str]:
     return io.scan(path), str(path)
 
 
+def _no_shared_users(a: pl.DataFrame, a_src: str, b: pl.DataFrame, b_src: str, user: str,
+                     why: str) -> None:
+    """Held-out users must stay unseen: no user key of `b` may appear in `a`."""
+    shared = a.select(user).unique().join(b.select(user).unique(), on=user, how="inner")
+    if shared.height:
+        raise DataError(f"{b_src}: column {user!r} shares {shared.height} user(s) with "
+                        f"{a_src} (e.g. {shared.item(0, 0)!r}); {why}")
+
+
 def _read_generated(path: str, schema: Schema, reference: dict[str, pl.DataType]
                     ) -> tuple[pl.DataFrame, str]:
     """A synthetic or augmented log: key columns required, other columns cast to the real dtypes."""
@@ -118,21 +127,11 @@ def load_inputs(train: str, holdout: str, synthetic: str | None, *,
                  for name, path in (("synthetic", synthetic), ("augmented", augmented))
                  if path is not None}
 
-    shared = train_df.select(schema.user_col).unique().join(
-        holdout_df.select(schema.user_col).unique(), on=schema.user_col, how="inner")
-    if shared.height:
-        raise DataError(f"{holdout_src}: column {schema.user_col!r} shares {shared.height} "
-                        f"user(s) with {train_src} (e.g. {shared.item(0, 0)!r}); holdout users "
-                        "must be unseen, split with `recsynth split`")
-
+    _no_shared_users(train_df, train_src, holdout_df, holdout_src, schema.user_col,
+                     "holdout users must be unseen, split with `recsynth split`")
     if "augmented" in generated:
-        aug_df, aug_src = generated["augmented"]
-        leaked = aug_df.select(schema.user_col).unique().join(
-            holdout_df.select(schema.user_col).unique(), on=schema.user_col, how="inner")
-        if leaked.height:
-            raise DataError(f"{aug_src}: column {schema.user_col!r} shares {leaked.height} "
-                            f"user(s) with {holdout_src} (e.g. {leaked.item(0, 0)!r}); an "
-                            "augmented log must not contain held-out users")
+        _no_shared_users(*generated["augmented"], holdout_df, holdout_src, schema.user_col,
+                         "an augmented log must not contain held-out users")
 
     catalog = build_catalog(schema.item_col, train_df, holdout_df)
 
