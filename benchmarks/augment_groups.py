@@ -206,7 +206,8 @@ def main() -> None:
         model = fit(name, train, args.work, args.seed)
         for part in results:
             results[part] += parts[part](name, train, holdout, model, args, args.work)
-    (args.work / f"augment_groups-{args.datasets.replace(',', '-')}.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = args.work / f"augment_groups-{args.datasets.replace(',', '-')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
     for part, rows in results.items():
         print(f"\n### {part}\n\n{table(rows)}")
 
