@@ -27,6 +27,7 @@ import polars as pl
 import torch
 
 from recsynth import __version__
+from recsynth.conditions import Conditions
 from recsynth.config import ModelConfig
 from recsynth.encode import Marginal
 from recsynth.errors import DataError
@@ -53,6 +54,7 @@ class Model:
     rowmodel: RowModel
     user_key: dict[str, Any]  # {"dtype": "Int32", "first_new": 1000000} or {"dtype": "String"}
     space: ItemSpace  # which item columns the generator models (see itemspace.py)
+    conditions: Conditions | None = None  # per-attribute-value code statistics (--where)
 
     @property
     def n_items(self) -> int:
@@ -89,6 +91,8 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     pl.DataFrame({"item": model.catalog}).write_parquet(directory / "catalog.parquet")
     model.rowmodel.save(directory / "rowmodel")
+    if model.conditions is not None:
+        model.conditions.save(directory)
     (directory / "training.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     write_training_png(history, directory / "training.png")
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -137,13 +141,14 @@ def load_model(directory: str | Path) -> Model:
                           tensors["space.tail_weights"].numpy(), int(meta["n_slots"]))
         if space.n_model_items * form.n_channels != len(form.item_bias):
             raise ValueError("item space and item factors disagree")
+        conditions = Conditions.load(d)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{d}: model directory is incomplete or corrupt ({first})") from None
     generator.eval()
     critic.eval()
     return Model(config, schema, meta["like_threshold"], catalog.alias(schema.item_col), form,
-                 generator, critic, rowmodel, meta["user_key"], space)
+                 generator, critic, rowmodel, meta["user_key"], space, conditions)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

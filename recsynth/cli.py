@@ -35,6 +35,17 @@ ItemCol = Annotated[Optional[str], typer.Option("--item-col", help="Item key col
 TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Timestamp column.")]
 SchemaFile = Annotated[Optional[str], typer.Option(
     "--schema", help="Schema file (TOML/JSON from `recsynth schema`) overriding inference.")]
+Where = Annotated[Optional[list[str]], typer.Option(
+    "--where", help="COLUMN=VALUE: every synthetic user has this user attribute (repeatable).")]
+Activity = Annotated[Optional[str], typer.Option(
+    help="low, mid or high: every synthetic user's item count in that tercile of the real "
+         "users'.")]
+MinItems = Annotated[Optional[int], typer.Option(
+    help="Every synthetic user has at least this many distinct items.")]
+MaxItems = Annotated[Optional[int], typer.Option(
+    help="Every synthetic user has at most this many distinct items.")]
+FilterQuantile = Annotated[float, typer.Option(
+    help="Drop this share of generated users that the critic scores least realistic.")]
 
 
 def _version(value: bool) -> None:
@@ -73,7 +84,11 @@ def evaluate(
     train: Annotated[str, typer.Option(help="Real users the generator was fitted on (Parquet "
                                             "file, directory or glob).")],
     holdout: Annotated[str, typer.Option(help="Real users the generator never saw.")],
-    synthetic: Annotated[str, typer.Option(help="Synthetic log to score (any generator).")],
+    synthetic: Annotated[Optional[str], typer.Option(
+        help="Synthetic log to score (any generator).")] = None,
+    augmented: Annotated[Optional[str], typer.Option(
+        help="Real + synthetic training log (from `recsynth augment`): train every "
+             "recommender on it and report per-group lift over the real train data.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON "
                                                           "object on stdout.")] = False,
     out: Annotated[Optional[str], typer.Option(help="Also write the JSON result here.")] = None,
@@ -107,8 +122,12 @@ def evaluate(
     from recsynth.inputs import load_inputs
     from recsynth.progress import StageReporter
     from recsynth.recommenders.base import RECOMMENDER_NAMES
-    from recsynth.render import render_evaluation
+    from recsynth.render import render_augmented, render_evaluation
 
+    if synthetic is None and augmented is None:
+        raise UsageError("give --synthetic, --augmented or both")
+    if html is not None and synthetic is None:
+        raise UsageError("--html reports on a synthetic log: give --synthetic too")
     ks = _parse_ks(k)
     recs = tuple(_split_list(recommenders, "--recommenders"))
     unknown = [r for r in recs if r not in RECOMMENDER_NAMES]
@@ -125,7 +144,7 @@ def evaluate(
         report("reading train, holdout and synthetic logs")
         inputs = load_inputs(train, holdout, synthetic, schema_file=schema, user_col=user_col,
                              item_col=item_col, time_col=time_col, users_table=users,
-                             min_rating=min_rating)
+                             min_rating=min_rating, augmented=augmented)
         result, details = evaluate_with_details(inputs, config, on_stage=report)
         check_paths(gates, result)
         result["gates"] = apply_gates(gates, result)
@@ -142,8 +161,10 @@ def evaluate(
         from recsynth.report.html import write_html
 
         write_html(page, html, overwrite)
-    if not quiet:
+    if not quiet and "utility" in result:
         render_evaluation(result, stderr)
+    if not quiet and "augmented" in result:
+        render_augmented(result, stderr)
     if json_out:
         sys.stdout.write(text)
     else:
@@ -315,14 +336,20 @@ def sample(
     batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
     rows_per_file: Annotated[Optional[int], typer.Option(
         help="Write a directory of part files of about this many rows.")] = None,
+    where: Where = None,
+    activity: Activity = None,
+    min_items: MinItems = None,
+    max_items: MaxItems = None,
+    filter_quantile: FilterQuantile = 0.0,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Write synthetic users with the real schema to Parquet, streaming."""
     from recsynth.checkpoint import load_model
+    from recsynth.conditions import Request, parse_where
     from recsynth.progress import StageReporter
-    from recsynth.sampling import sample_to_parquet
+    from recsynth.sampling import make_shaping, sample_to_parquet
 
     if (users is None) == (rows is None):
         raise UsageError("give exactly one of --users N or --rows N")
@@ -330,8 +357,10 @@ def sample(
         raise UsageError(f"--rows must be at least 1 (got {rows})")
     if rows_per_file is not None and rows_per_file < 1:
         raise UsageError(f"--rows-per-file must be at least 1 (got {rows_per_file})")
+    request = Request(parse_where(where or []), activity, min_items, max_items)
     io.check_writable(out, overwrite)
     model = load_model(model_dir)
+    shaping = make_shaping(model, request, filter_quantile)
     target = f"{users} users" if users is not None else f"{rows} rows"
     with StageReporter(stderr, quiet=quiet) as report:
         report(f"sampling {target} from {model_dir}")
@@ -345,11 +374,52 @@ def sample(
 
         stats = sample_to_parquet(model, out, seed=seed, batch_users=batch_users,
                                   n_users=users, n_rows=rows, rows_per_file=rows_per_file,
-                                  overwrite=overwrite, on_batch=on_batch)
+                                  overwrite=overwrite, shaping=shaping, on_batch=on_batch)
     if not quiet:
         stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,
                      highlight=False)
     typer.echo(out)
+
+
+@app.command()
+def augment(
+    data: Annotated[str, typer.Argument(help="Real log to augment (Parquet file, directory "
+                                             "or glob), with the columns the model was fit on.")],
+    model_dir: Annotated[str, typer.Argument(help="Model directory from `recsynth fit`.")],
+    out: Annotated[str, typer.Option(help="Output Parquet file: real rows, then synthetic.")],
+    strategy: Annotated[str, typer.Option(
+        help="match, sparse-users, long-tail or balance:COLUMN.")] = "match",
+    ratio: Annotated[float, typer.Option(
+        help="Synthetic users to add, as a share of the real users.")] = 0.2,
+    mark_synthetic: Annotated[bool, typer.Option(
+        "--mark-synthetic", help="Add a boolean column is_synthetic.")] = False,
+    filter_quantile: FilterQuantile = 0.0,
+    batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary of what was "
+                                                          "added as JSON on stdout.")] = False,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Write the real log plus targeted synthetic users (keys never collide with real ones)."""
+    from recsynth.augment import augment as run_augment
+    from recsynth.checkpoint import load_model
+    from recsynth.progress import StageReporter
+
+    io.check_writable(out, overwrite)
+    model = load_model(model_dir)
+    with StageReporter(stderr, quiet=quiet) as report:
+        summary = run_augment(data, model, out, strategy, ratio=ratio, seed=seed,
+                              mark=mark_synthetic, filter_quantile=filter_quantile,
+                              batch_users=batch_users, overwrite=overwrite, on_stage=report)
+    if not quiet:
+        syn = summary["synthetic"]
+        stderr.print(f"recsynth: added {syn['users']} synthetic users ({syn['rows']} rows) to "
+                     f"{summary['real']['users']} real users", markup=False, highlight=False)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        typer.echo(out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,6 +103,22 @@ def decode_chunked(x: torch.Tensor, form: ClosedForm, temperature: float, n_item
                         liked, len(x))
 
 
+def subset_users(d: DecodedUsers, keep: np.ndarray) -> DecodedUsers:
+    """The users `keep` (ascending indices), renumbered 0..len(keep) - 1."""
+    new = np.full(d.n_users, -1, dtype=np.int64)
+    new[keep] = np.arange(len(keep))
+    rows = new[d.user_index] >= 0
+    return DecodedUsers(new[d.user_index[rows]], d.item_index[rows],
+                        None if d.liked is None else d.liked[rows], len(keep))
+
+
+def tail_share(d: DecodedUsers, is_tail: np.ndarray) -> np.ndarray:
+    """Share of each decoded user's items that are tail items (`is_tail` per item)."""
+    hits = np.bincount(d.user_index, weights=is_tail[d.item_index].astype(np.float64),
+                       minlength=d.n_users)
+    return hits / np.maximum(np.bincount(d.user_index, minlength=d.n_users), 1)
+
+
 def channel_counts(d: DecodedUsers, n_items: int, n_channels: int) -> np.ndarray:
     """How often each (channel, item) was drawn, flattened like `ClosedForm.item_bias`."""
     channel = np.zeros(len(d.item_index), dtype=np.int64) if d.liked is None else (~d.liked)

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from recsynth import __version__
+from recsynth.augmented_eval import augmented_metrics
 from recsynth.config import EvalConfig
 from recsynth.errors import DataError
 from recsynth.inputs import EvalInputs, Log
@@ -54,9 +55,9 @@ def evaluate(inputs: EvalInputs, config: EvalConfig, on_stage: Stage = lambda _:
 
 def evaluate_with_details(inputs: EvalInputs, config: EvalConfig,
                           on_stage: Stage = lambda _: None
-                          ) -> tuple[dict[str, Any], EvalDetails]:
-    """The JSON-ready result and the raw distributions it summarises."""
-    schema = inputs.schema
+                          ) -> tuple[dict[str, Any], EvalDetails | None]:
+    """The JSON-ready result and the raw distributions behind the synthetic log's figures
+    (None without a synthetic log)."""
     on_stage("splitting held-out users into fold-in and hidden items")
     held = inputs.holdout.positives
     foldin, test = fold_in_split(held.matrix, config.test_frac,
@@ -66,13 +67,43 @@ def evaluate_with_details(inputs: EvalInputs, config: EvalConfig,
         raise DataError(f"{inputs.holdout.source}: no held-out user has 2 or more positive "
                         "interactions to fold in and score")
     foldin, test = foldin[evaluated], test[evaluated]
+    groupings = _groupings(inputs, held.users.gather(evaluated))
+    result: dict[str, Any] = _header(inputs, config, len(evaluated))
+    details = None
+    if inputs.synthetic is not None:
+        sections, details = _synthetic_sections(inputs, config, foldin, test, groupings,
+                                                on_stage)
+        result.update(sections)
+    if inputs.augmented is not None:
+        result["augmented"] = augmented_metrics(inputs.train, inputs.augmented, foldin, test,
+                                                groupings, config, on_stage)
+    return jsonable(result), details
 
+
+def _header(inputs: EvalInputs, config: EvalConfig, n_evaluated: int) -> dict[str, Any]:
+    schema = inputs.schema
+    data = {"train": _log_summary(inputs.train), "holdout": _log_summary(inputs.holdout)}
+    if inputs.synthetic is not None:
+        data["synthetic"] = _log_summary(inputs.synthetic)
+    data.update({"catalog_items": len(inputs.catalog), "evaluated_users": n_evaluated,
+                 "user_col": schema.user_col, "item_col": schema.item_col})
+    return {"schema_version": RESULT_SCHEMA_VERSION, "recsynth_version": __version__,
+            "config": {**asdict(config), "ks": list(config.ks),
+                       "recommenders": list(config.recommenders)},
+            "data": data}
+
+
+def _synthetic_sections(inputs: EvalInputs, config: EvalConfig, foldin, test, groupings,
+                        on_stage: Stage) -> tuple[dict[str, Any], EvalDetails]:
+    """Utility, fidelity, privacy and fairness of the synthetic log."""
+    schema = inputs.schema
+    assert inputs.synthetic is not None
     utility, per_user = utility_metrics(
         inputs.train.positives.matrix, inputs.synthetic.positives.matrix, foldin, test,
         ks=config.ks, recommenders=config.recommenders, seed=config.seed, on_stage=on_stage)
 
     on_stage("fairness across user groups")
-    fairness = fairness_metrics(_groupings(inputs, held.users.gather(evaluated)), per_user)
+    fairness = fairness_metrics(groupings, per_user)
 
     on_stage("privacy: distances between synthetic and real users")
     privacy, distances = privacy_metrics_with_distances(
@@ -91,21 +122,9 @@ def evaluate_with_details(inputs: EvalInputs, config: EvalConfig,
         inputs.synthetic.all_items, user_col=schema.user_col, time_col=time_col,
         columns=columns, user_level={c.name for c in schema.user_attributes()})
 
-    result = {
-        "schema_version": RESULT_SCHEMA_VERSION,
-        "recsynth_version": __version__,
-        "config": {**asdict(config), "ks": list(config.ks),
-                   "recommenders": list(config.recommenders)},
-        "data": {"train": _log_summary(inputs.train), "holdout": _log_summary(inputs.holdout),
-                 "synthetic": _log_summary(inputs.synthetic),
-                 "catalog_items": len(inputs.catalog), "evaluated_users": len(evaluated),
-                 "user_col": schema.user_col, "item_col": schema.item_col},
-        "utility": utility,
-        "fidelity": fidelity,
-        "privacy": privacy,
-        "fairness": fairness,
-    }
-    return jsonable(result), EvalDetails(distances, distributions)
+    sections = {"utility": utility, "fidelity": fidelity, "privacy": privacy,
+                "fairness": fairness}
+    return sections, EvalDetails(distances, distributions)
 
 
 def _groupings(inputs: EvalInputs, users: pl.Series) -> dict[str, dict[str, np.ndarray]]:

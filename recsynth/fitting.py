@@ -13,6 +13,7 @@ import polars as pl
 
 from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
+from recsynth.conditions import fit_conditions
 from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
 from recsynth.decode import calibrate_item_bias
 from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
@@ -199,10 +200,11 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     form = calibrated(form, generator, temperature, config.seed + 1)
     fit_frame = frame.filter(pl.col(schema.user_col).is_in(fit_users.users.implode()))
     rowmodel = RowModel.fit(fit_frame, schema, catalog, threshold)
+    conditions = fit_conditions(codes, form, fit_frame, schema, fit_users.users)
     timings["calibrate_rowmodel"] = time.monotonic() - tick
 
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
-                  rowmodel, _user_key_info(enc.users), space)
+                  rowmodel, _user_key_info(enc.users), space, conditions)
     manifest = {"inputs": inputs, "versions": versions(), "seed": config.seed,
                 "device": "cpu", "started_unix": round(started, 3),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},

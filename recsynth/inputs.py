@@ -31,8 +31,9 @@ class EvalInputs:
     catalog: pl.Series
     train: Log
     holdout: Log
-    synthetic: Log
+    synthetic: Log | None  # None: only an augmented log is scored
     user_attributes: pl.DataFrame | None  # user key + attribute columns of held-out users
+    augmented: Log | None = None  # real + synthetic training log (`evaluate --augmented`)
 
 
 def _require(names: list[str], source: str, cols: list[str]) -> None:
@@ -82,13 +83,35 @@ def _read(path: str) -> tuple[pl.LazyFrame, str]:
     return io.scan(path), str(path)
 
 
-def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | None = None,
-                user_col: str | None = None, item_col: str | None = None,
-                time_col: str | None = None, users_table: str | None = None,
-                min_rating: float | None = None) -> EvalInputs:
+def _no_shared_users(a: pl.DataFrame, a_src: str, b: pl.DataFrame, b_src: str, user: str,
+                     why: str) -> None:
+    """Held-out users must stay unseen: no user key of `b` may appear in `a`."""
+    shared = a.select(user).unique().join(b.select(user).unique(), on=user, how="inner")
+    if shared.height:
+        raise DataError(f"{b_src}: column {user!r} shares {shared.height} user(s) with "
+                        f"{a_src} (e.g. {shared.item(0, 0)!r}); {why}")
+
+
+def _read_generated(path: str, schema: Schema, reference: dict[str, pl.DataType]
+                    ) -> tuple[pl.DataFrame, str]:
+    """A synthetic or augmented log: key columns required, other columns cast to the real dtypes."""
+    lf, src = _read(path)
+    names = list(lf.collect_schema())
+    _require(names, src, [schema.user_col, schema.item_col])
+    df = io.collect(lf.select([n for n in schema.names if n in names]), src)
+    # synthetic user keys are opaque and need not share the real dtype
+    df = _cast_like(df, src, {n: t for n, t in reference.items() if n != schema.user_col})
+    check_keys(df, src, [schema.user_col, schema.item_col])
+    return df, src
+
+
+def load_inputs(train: str, holdout: str, synthetic: str | None, *,
+                schema_file: str | None = None, user_col: str | None = None,
+                item_col: str | None = None, time_col: str | None = None,
+                users_table: str | None = None, min_rating: float | None = None,
+                augmented: str | None = None) -> EvalInputs:
     train_lf, train_src = _read(train)
     holdout_lf, holdout_src = _read(holdout)
-    syn_lf, syn_src = _read(synthetic)
     schema = resolve_schema(train_lf, train_src, schema_file, user_col, item_col, time_col)
     keys = [schema.user_col, schema.item_col]
 
@@ -101,30 +124,29 @@ def load_inputs(train: str, holdout: str, synthetic: str, *, schema_file: str | 
                             holdout_src)
     holdout_df = _cast_like(holdout_df, holdout_src, reference)
     check_keys(holdout_df, holdout_src, keys)
-    syn_names = list(syn_lf.collect_schema())
-    _require(syn_names, syn_src, keys)
-    syn_df = io.collect(syn_lf.select([n for n in schema.names if n in syn_names]), syn_src)
-    # synthetic user keys are opaque and need not share the real dtype
-    syn_df = _cast_like(syn_df, syn_src,
-                        {n: t for n, t in reference.items() if n != schema.user_col})
-    check_keys(syn_df, syn_src, keys)
+    generated = {name: _read_generated(path, schema, reference)
+                 for name, path in (("synthetic", synthetic), ("augmented", augmented))
+                 if path is not None}
 
-    shared = train_df.select(schema.user_col).unique().join(
-        holdout_df.select(schema.user_col).unique(), on=schema.user_col, how="inner")
-    if shared.height:
-        raise DataError(f"{holdout_src}: column {schema.user_col!r} shares {shared.height} "
-                        f"user(s) with {train_src} (e.g. {shared.item(0, 0)!r}); holdout users "
-                        "must be unseen, split with `recsynth split`")
+    _no_shared_users(train_df, train_src, holdout_df, holdout_src, schema.user_col,
+                     "holdout users must be unseen, split with `recsynth split`")
+    if "augmented" in generated:
+        _no_shared_users(*generated["augmented"], holdout_df, holdout_src, schema.user_col,
+                         "an augmented log must not contain held-out users")
 
     catalog = build_catalog(schema.item_col, train_df, holdout_df)
-    logs = []
-    for df, src in ((train_df, train_src), (holdout_df, holdout_src), (syn_df, syn_src)):
+
+    def as_log(df: pl.DataFrame, src: str) -> Log:
         all_items = to_user_items(df, schema.user_col, schema.item_col, catalog, src)
         pos_df = _positives(df, schema, min_rating, src)
         positives = to_user_items(pos_df, schema.user_col, schema.item_col, catalog, src)
-        logs.append(Log(src, df, all_items, positives))
+        return Log(src, df, all_items, positives)
+
+    logs = {name: as_log(*pair) for name, pair in generated.items()}
     attrs = _user_attributes(schema, holdout_df, users_table)
-    return EvalInputs(schema, catalog, logs[0], logs[1], logs[2], attrs)
+    return EvalInputs(schema, catalog, as_log(train_df, train_src),
+                      as_log(holdout_df, holdout_src), logs.get("synthetic"), attrs,
+                      logs.get("augmented"))
 
 
 def _user_attributes(schema: Schema, holdout: pl.DataFrame,

@@ -65,6 +65,10 @@ class ItemSpace:
                               shape=(m.shape[0], self.n_slots))
         return sp.hstack([head, slots], format="csr")
 
+    def model_mask(self, per_item: np.ndarray) -> np.ndarray:
+        """A per-catalog-item flag as a per-modelled-item flag; slots stand for tail items."""
+        return np.concatenate([per_item[self.head], np.ones(self.n_slots, dtype=bool)])
+
     def to_catalog(self, user_index: np.ndarray, item_index: np.ndarray,
                    rng: np.random.Generator) -> np.ndarray:
         """Model item indices → catalog indices; each user's slots become distinct tail items.

@@ -95,3 +95,30 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
         op = "≥" if gate["fail"] == "under" else "≤"
         console.print(f"gate {gate['metric']} = {_fmt(gate['value'])} (needs {op} "
                       f"{gate['threshold']}): {verdict}")
+
+
+def render_augmented(result: dict[str, Any], console: Console) -> None:
+    """NDCG@K trained on real vs augmented data, overall and per user group, with lifts."""
+    k = pick_k(result)
+    metric = f"ndcg@{k}"
+    aug = result["augmented"]
+    table = Table(title=f"Augmented training ({aug['data']['users_not_in_train']} users added): "
+                        f"NDCG@{k} real → augmented (lift)")
+    table.add_column("group")
+    table.add_column("users", justify="right")
+    recs = list(aug["utility"])
+    for name in recs:
+        table.add_column(name, justify="right")
+
+    def cell(block: dict[str, Any]) -> str:
+        lift = block["lift"].get(metric)
+        return (f"{_fmt(block['real'].get(metric))}→{_fmt(block['augmented'].get(metric))} "
+                f"({'—' if lift is None else f'{lift:+.1%}'})")
+
+    table.add_row("all", str(result["data"]["evaluated_users"]),
+                  *[cell(aug["utility"][r]) for r in recs])
+    for grouping, block in aug["groups"].items():
+        for label, group in block["groups"].items():
+            table.add_row(f"{grouping}={label}", str(group["n_users"]),
+                          *[cell(group[r]) for r in recs])
+    console.print(table)

@@ -77,6 +77,7 @@ REPEAT_BUCKETS = 14
 REPEAT_SHRINK = 20.0
 SEPARATORS = ("-", "~", "#", ":", "|", "/", "_", "+", "=", ".", "-s-")
 _USERS = "__recsynth_users"
+USER_COUNT_COL = _USERS  # user count column of `RowModel.user_tuples`
 _ITEM_GRID = np.linspace(0.0, 1.0, ITEM_KNOTS)
 _GLOBAL_GRID = np.linspace(0.0, 1.0, GLOBAL_KNOTS)
 

@@ -18,8 +18,11 @@ import torch
 
 from recsynth import io
 from recsynth.checkpoint import Model
-from recsynth.decode import decode
+from recsynth.conditions import Plan, Request, draw_codes, draw_tuples, resolve
+from recsynth.decode import decode, subset_users, tail_share
 from recsynth.errors import UsageError
+from recsynth.filtering import candidates, check_quantile, critic_scores, keep_best
+from recsynth.rowmodel import USER_COUNT_COL
 from recsynth.train import sample_codes
 
 
@@ -41,14 +44,60 @@ def user_keys(model: Model, start: int, n: int) -> pl.Series:
     return pl.Series(name, [f"{info.get('prefix', 'syn-')}{i:09d}" for i in index])
 
 
-def generate_batch(model: Model, seed: int, batch: int, start: int, n: int) -> pl.DataFrame:
+@dataclass(frozen=True)
+class Shaping:
+    """Which users a batch keeps: a condition, critic filtering, a tail-item preference."""
+
+    plan: Plan | None = None
+    filter_quantile: float = 0.0  # drop this share of generated users, least realistic first
+    tail: np.ndarray | None = None  # per item: True for tail items (long-tail selection)
+    tail_oversample: int = 4  # candidates per kept user under the tail preference
+
+
+PLAIN = Shaping()
+
+
+def make_shaping(model: Model, request: Request, filter_quantile: float = 0.0,
+                 tail: np.ndarray | None = None) -> Shaping:
+    """Validate a condition and a filter against the model before anything is written."""
+    q = check_quantile(filter_quantile)
+    if q > 0 and model.config.epochs == 0:
+        raise UsageError("--filter-quantile: this model was fitted with --epochs 0, so its "
+                         "critic is untrained; refit with epochs > 0")
+    plan = None if request.empty else resolve(request, model.form, model.conditions,
+                                              model.rowmodel.user_tuples,
+                                              model.space.n_model_items)
+    if tail is not None:  # per catalog item → per modelled item (tail slots are tail)
+        tail = model.space.model_mask(tail)
+    return Shaping(plan, q, tail)
+
+
+def _codes(model: Model, plan: Plan | None, n: int, gen: torch.Generator) -> torch.Tensor:
+    if plan is None:
+        return sample_codes(model.generator, model.form, n, gen)
+    return draw_codes(plan, model.form, model.space.n_model_items, n,
+                      lambda form, m, g: sample_codes(model.generator, form, m, g), gen)
+
+
+def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
+                   shaping: Shaping = PLAIN) -> pl.DataFrame:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + batch)
-    x = sample_codes(model.generator, model.form, n, gen)
+    m = n if shaping.tail is None else n * shaping.tail_oversample
+    x = _codes(model, shaping.plan, candidates(m, shaping.filter_quantile), gen)
+    if shaping.filter_quantile > 0:
+        x = x[torch.from_numpy(keep_best(critic_scores(model.critic, model.form, x, gen), m))]
     d = decode(x, model.form, model.config.temperature, model.space.n_model_items, gen)
-    items = model.space.to_catalog(d.user_index, d.item_index,
-                                   np.random.default_rng([seed, batch, 13]))
+    if shaping.tail is not None:
+        d = subset_users(d, keep_best(tail_share(d, shaping.tail), n))
     rng = np.random.default_rng([seed, batch, 11])
-    return model.rowmodel.sample(d.user_index, items, d.liked, user_keys(model, start, n), rng)
+    attrs = None
+    if shaping.plan is not None:
+        attrs = draw_tuples(shaping.plan, np.random.default_rng([seed, batch, 13]), n,
+                            USER_COUNT_COL)
+    items = model.space.to_catalog(d.user_index, d.item_index,
+                                   np.random.default_rng([seed, batch, 17]))
+    return model.rowmodel.sample(d.user_index, items, d.liked,
+                                 user_keys(model, start, n), rng, user_attributes=attrs)
 
 
 def _whole_users_up_to(frame: pl.DataFrame, user_col: str, wanted: int) -> pl.DataFrame:
@@ -63,6 +112,7 @@ def _whole_users_up_to(frame: pl.DataFrame, user_col: str, wanted: int) -> pl.Da
 def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
                       n_users: int | None = None, n_rows: int | None = None,
                       rows_per_file: int | None = None, overwrite: bool = False,
+                      shaping: Shaping = PLAIN,
                       on_batch: Callable[[int, int], None] = lambda users, rows: None
                       ) -> SampleStats:
     """Exactly `n_users` users, or whole users until at least `n_rows` rows."""
@@ -86,7 +136,7 @@ def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
             if n_rows is not None and rows >= n_rows:
                 break
             n = batch_users if n_users is None else min(batch_users, n_users - start)
-            frame = generate_batch(model, seed, b, start, n)
+            frame = generate_batch(model, seed, b, start, n, shaping)
             if n_rows is not None:
                 frame = _whole_users_up_to(frame, user_col, n_rows - rows)
             users += frame.get_column(user_col).n_unique()

@@ -218,6 +218,8 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         if time_budget is not None and clock() - start >= time_budget:
             result.stopped = "time budget"
             break
+    # the most trained judge, whatever generator state was kept: --filter-quantile uses it
+    result.critic_state = copy.deepcopy(critic.state_dict())
     return result
 
 

@@ -138,10 +138,10 @@ def test_interrupted_sample_leaves_no_output(model_dir: Path, tmp_path: Path,
 
     real = sampling.generate_batch
 
-    def flaky(model, seed, batch, start, n):
+    def flaky(model, seed, batch, start, n, *rest):
         if batch == 2:
             raise KeyboardInterrupt
-        return real(model, seed, batch, start, n)
+        return real(model, seed, batch, start, n, *rest)
 
     monkeypatch.setattr(sampling, "generate_batch", flaky)
     out = tmp_path / "syn.parquet"

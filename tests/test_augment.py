@@ -1,0 +1,227 @@
+"""Conditional sampling, critic filtering, `recsynth augment` and `evaluate --augmented`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsynth.augment import parity_allocation
+from recsynth.checkpoint import load_model
+from recsynth.cli import main
+from recsynth.conditions import activity_bounds
+from recsynth.filtering import candidates, keep_best
+
+ROOT = Path(__file__).resolve().parents[1] / "sample_data"
+RARE_USERS = 5  # of 300: a group under 2 % of the users
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data with user-level attributes (country, a segment with a rare value), split
+    80/20 by user, and a small model. It is fitted on all 300 users so the rare value (5
+    users) stays under 2 % and learnable; these tests check mechanics, not lift."""
+    d = tmp_path_factory.mktemp("augment")
+    log = pl.read_parquet(ROOT / "interactions.parquet").drop("country")
+    users = pl.read_parquet(ROOT / "users.parquet").sort("user_id")
+    segment = ["rare" if i % 60 == 7 else ("a" if i % 2 else "b") for i in range(users.height)]
+    users = users.with_columns(pl.Series("segment", segment))
+    log.join(users, on="user_id").write_parquet(d / "log.parquet")
+    assert main(["split", str(d / "log.parquet"), "--train", str(d / "train.parquet"),
+                 "--holdout", str(d / "holdout.parquet")]) == 0
+    assert main(["fit", str(d / "log.parquet"), "--out", str(d / "model"), "--epochs", "2",
+                 "--holdout-frac", "0", "--temperature", "0.01", "--rank", "8", "-q"]) == 0
+    return d
+
+
+def items_per_user(frame: pl.DataFrame) -> np.ndarray:
+    return frame.group_by("user_id").agg(pl.col("item_id").n_unique()).get_column(
+        "item_id").to_numpy()
+
+
+def test_every_user_satisfies_the_condition_even_a_rare_one(work: Path, tmp_path: Path,
+                                                            capsys) -> None:
+    train = pl.read_parquet(work / "log.parquet")
+    rare = train.filter(pl.col("segment") == "rare").get_column("user_id").n_unique()
+    assert rare == RARE_USERS and rare / train.get_column("user_id").n_unique() < 0.02
+    out = tmp_path / "rare.parquet"
+    code, _, _ = run(["sample", str(work / "model"), "--users", "40", "--where", "segment=rare",
+                      "--where", "country=United Kingdom", "--min-items", "5", "--max-items",
+                      "60", "--out", str(out), "-q"], capsys)
+    assert code == 0
+    syn = pl.read_parquet(out)
+    assert syn.get_column("user_id").n_unique() == 40
+    assert (syn.get_column("segment") == "rare").all()
+    assert (syn.get_column("country") == "United Kingdom").all()
+    n = items_per_user(syn)
+    assert n.min() >= 5 and n.max() <= 60
+    assert syn.schema == train.schema
+
+
+@pytest.mark.parametrize("level", ["low", "high"])
+def test_activity_levels_hold_for_every_user(level: str, work: Path, tmp_path: Path,
+                                             capsys) -> None:
+    model = load_model(work / "model")
+    lo, hi = activity_bounds(model.form, model.n_items, level)
+    out = tmp_path / f"{level}.parquet"
+    assert run(["sample", str(work / "model"), "--users", "30", "--activity", level,
+                "--out", str(out), "-q"], capsys)[0] == 0
+    n = items_per_user(pl.read_parquet(out))
+    assert len(n) == 30 and n.min() >= lo and n.max() <= hi
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--where", "planet=Mars"], 2, "unknown column 'planet'"),
+    (["--where", "segment=zzz"], 2, "unknown value 'zzz'"),
+    (["--where", "country=Cyprus"], 3, "at least 5 are needed"),
+    (["--where", "segment=rare", "--where", "country=Germany"], 3, "no real user"),
+    (["--where", "segment"], 2, "expected COLUMN=VALUE"),
+    (["--min-items", "2500"], 3, "no user can have"),
+    (["--min-items", "9", "--max-items", "3"], 2, "empty item range"),
+    (["--filter-quantile", "1"], 2, "--filter-quantile must be in [0, 1)"),
+])
+def test_impossible_or_unknown_condition_is_a_clear_error(args: list[str], code: int,
+                                                          message: str, work: Path,
+                                                          tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x.parquet"
+    got, stdout, err = run(["sample", str(work / "model"), "--users", "5", "--out", str(out),
+                            *args], capsys)
+    assert got == code and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and stdout == ""
+    assert not out.exists()
+
+
+def test_critic_filter_drops_the_requested_share(work: Path, tmp_path: Path, capsys) -> None:
+    assert candidates(30, 0.25) == 40 and candidates(30, 0.0) == 30
+    assert keep_best(np.array([0.1, 0.9, 0.5, 0.9]), 2).tolist() == [1, 3]
+    out = tmp_path / "aug.parquet"
+    code, stdout, _ = run(["augment", str(work / "train.parquet"), str(work / "model"),
+                           "--out", str(out), "--ratio", "0.25", "--filter-quantile", "0.2",
+                           "--json", "-q"], capsys)
+    assert code == 0
+    summary = json.loads(stdout)
+    kept = summary["synthetic"]["users"]
+    assert summary["synthetic"]["generated_candidates"] == candidates(kept, 0.2)
+    assert (summary["synthetic"]["generated_candidates"] - kept) / \
+        summary["synthetic"]["generated_candidates"] == pytest.approx(0.2, abs=0.02)
+
+
+def test_augment_writes_real_then_synthetic_rows_with_disjoint_keys(work: Path, tmp_path: Path,
+                                                                    capsys) -> None:
+    real = pl.read_parquet(work / "train.parquet")
+    out = tmp_path / "aug.parquet"
+    code, stdout, _ = run(["augment", str(work / "train.parquet"), str(work / "model"),
+                           "--out", str(out), "--strategy", "balance:segment", "--ratio", "0.2",
+                           "--mark-synthetic", "--json", "-q"], capsys)
+    assert code == 0
+    summary = json.loads(stdout)
+    aug = pl.read_parquet(out)
+    assert aug.schema == {**real.schema, "is_synthetic": pl.Boolean}
+    assert aug.head(real.height).drop("is_synthetic").equals(real)
+    assert not aug.head(real.height).get_column("is_synthetic").any()
+    syn = aug.slice(real.height).filter(pl.col("is_synthetic"))
+    assert syn.height == aug.height - real.height == summary["synthetic"]["rows"]
+    assert not set(syn.get_column("user_id")) & set(real.get_column("user_id"))
+    n_real = real.get_column("user_id").n_unique()
+    assert syn.get_column("user_id").n_unique() == round(0.2 * n_real)
+    # balance: the new users go to the smallest groups first, here all to the rare one
+    balance = summary["balance"]
+    assert balance["added"]["rare"] == round(0.2 * n_real)
+    assert (syn.get_column("segment") == "rare").all()
+    assert parity_allocation({"a": 10, "b": 4, "c": 1}, 7) == {"a": 0, "b": 2, "c": 5}
+
+
+@pytest.mark.parametrize("strategy", ["sparse-users", "long-tail", "match"])
+def test_other_strategies_and_same_seed_same_bytes(strategy: str, work: Path, tmp_path: Path,
+                                                   capsys) -> None:
+    outs = []
+    for name in ("a", "b"):
+        outs.append(tmp_path / f"{name}.parquet")
+        code, stdout, _ = run(["augment", str(work / "train.parquet"), str(work / "model"),
+                               "--out", str(outs[-1]), "--strategy", strategy, "--ratio",
+                               "0.1", "--json", "-q"], capsys)
+        assert code == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    summary = json.loads(stdout)
+    if strategy == "sparse-users":
+        syn = pl.read_parquet(outs[0]).filter(
+            ~pl.col("user_id").is_in(pl.read_parquet(work / "train.parquet")["user_id"]
+                                     .implode()))
+        assert items_per_user(syn).max() <= summary["max_items"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--ratio", "0"], 2, "--ratio must be positive"),
+    (["--ratio", "-1"], 2, "--ratio must be positive"),
+    (["--strategy", "balance:gender"], 3, "needs column 'gender'"),
+    (["--strategy", "popular"], 2, "--strategy 'popular'"),
+])
+def test_bad_augment_input_writes_nothing(args: list[str], code: int, message: str,
+                                          work: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "aug.parquet"
+    got, _, err = run(["augment", str(work / "train.parquet"), str(work / "model"), "--out",
+                       str(out), *args], capsys)
+    assert got == code and message in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_augmented_adds_a_key_and_keeps_the_others(work: Path, tmp_path: Path,
+                                                            capsys) -> None:
+    aug = tmp_path / "aug.parquet"
+    assert run(["augment", str(work / "train.parquet"), str(work / "model"), "--out",
+                str(aug), "--ratio", "0.2", "-q"], capsys)[0] == 0
+    base = ["evaluate", "--train", str(work / "train.parquet"), "--holdout",
+            str(work / "holdout.parquet"), "--recommenders", "pop,ease", "--k", "10", "--json",
+            "-q"]
+    code, plain, _ = run([*base, "--synthetic", str(aug)], capsys)
+    assert code == 0
+    code, both, _ = run([*base, "--synthetic", str(aug), "--augmented", str(aug)], capsys)
+    assert code == 0
+    plain, both = json.loads(plain), json.loads(both)
+    assert set(both) - set(plain) == {"augmented"}
+    assert both["utility"] == plain["utility"] and both["fairness"] == plain["fairness"]
+    section = both["augmented"]
+    assert set(section) == {"data", "utility", "groups"}
+    ease = section["utility"]["ease"]
+    assert {"real", "augmented", "lift"} <= set(ease)
+    assert ease["real"] == plain["utility"]["ease"]["real"]
+    assert ease["lift"]["ndcg@10"] == pytest.approx(
+        ease["augmented"]["ndcg@10"] / ease["real"]["ndcg@10"] - 1)
+    groups = section["groups"]
+    assert {"top5", "rest", "bottom20"} == set(groups["activity"]["groups"])
+    assert "segment" in groups and "change" in groups["segment"]["gap"]["ease"]
+    assert section["data"]["users_not_in_train"] == round(
+        0.2 * pl.read_parquet(work / "train.parquet")["user_id"].n_unique())
+    code, only, _ = run([*base, "--augmented", str(aug)], capsys)
+    assert code == 0
+    assert set(json.loads(only)) == {"schema_version", "recsynth_version", "config", "data",
+                                     "augmented", "gates"}
+
+
+def test_augmented_log_must_not_hold_heldout_users(work: Path, capsys) -> None:
+    code, _, err = run(["evaluate", "--train", str(work / "train.parquet"), "--holdout",
+                        str(work / "holdout.parquet"), "--augmented",
+                        str(work / "log.parquet"), "-q"], capsys)
+    assert code == 3 and "must not contain held-out users" in err
+
+
+def test_model_without_conditions_still_samples(work: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    old = tmp_path / "old-model"
+    shutil.copytree(work / "model", old)
+    (old / "conditions.json").unlink()
+    out = tmp_path / "s.parquet"
+    assert run(["sample", str(old), "--users", "3", "--out", str(out), "-q"], capsys)[0] == 0
+    code, _, err = run(["sample", str(old), "--users", "3", "--out", str(tmp_path / "t.parquet"),
+                        "--where", "segment=a"], capsys)
+    assert code == 2 and "no user-level attribute" in err
