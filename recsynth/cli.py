@@ -296,6 +296,7 @@ def fit(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Learn a generator of whole synthetic users from a real log; write a model directory."""
+    from recsynth import distributed
     from recsynth.fitting import fit_model, parse_duration
     from recsynth.progress import StageReporter
 
@@ -308,21 +309,29 @@ def fit(
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
                          max_dcr_share=max_dcr_share, max_items=max_items, seed=seed)
 
-    with StageReporter(stderr, quiet=quiet) as report:
-        report("device: cpu")
+    world = distributed.start("cpu")
+    try:
+        with StageReporter(stderr, quiet=quiet or not world.is_main) as report:
+            procs = f" ({world.size} processes, gloo)" if world.active else ""
+            report(f"device: cpu{procs}")
 
-        def on_epoch(record: dict) -> None:
-            parts = [f"epoch {record['epoch']}/{epochs}"]
-            for key, label in (("loss_d", "D"), ("loss_g", "G"), ("check_ndcg10", "check")):
-                if record.get(key) is not None:
-                    parts.append(f"{label} {record[key]:.4f}")
-            report("  ".join(parts))
+            def on_epoch(record: dict) -> None:
+                parts = [f"epoch {record['epoch']}/{epochs}"]
+                for key, label in (("loss_d", "D"), ("loss_g", "G"),
+                                   ("check_ndcg10", "check")):
+                    if record.get(key) is not None:
+                        parts.append(f"{label} {record[key]:.4f}")
+                report("  ".join(parts))
 
-        path = fit_model(data, out, config, schema_file=schema, user_col=user_col,
-                         item_col=item_col, time_col=time_col, users_table=users,
-                         items_table=items, time_budget=budget, resume=resume,
-                         overwrite=overwrite, on_stage=report, on_epoch=on_epoch)
-    typer.echo(str(path))
+            path = fit_model(data, out, config, schema_file=schema, user_col=user_col,
+                             item_col=item_col, time_col=time_col, users_table=users,
+                             items_table=items, time_budget=budget, resume=resume,
+                             overwrite=overwrite, on_stage=report, on_epoch=on_epoch,
+                             world=world)
+    finally:
+        distributed.stop()
+    if world.is_main:
+        typer.echo(str(path))
 
 
 @app.command()

@@ -16,6 +16,7 @@ from recsynth.checkpoint import Model, fingerprint, save_model, versions
 from recsynth.conditions import fit_conditions
 from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
 from recsynth.decode import calibrate_item_bias
+from recsynth.distributed import SINGLE, World
 from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
 from recsynth.errors import DataError, UsageError
 from recsynth.inputs import check_keys
@@ -102,10 +103,14 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
               items_table: str | None = None, time_budget: float | None = None,
               overwrite: bool = False, resume: bool = False,
               on_stage: Callable[[str], None] = lambda _: None,
-              on_epoch: EpochCallback = lambda _: None) -> Path:
+              on_epoch: EpochCallback = lambda _: None, world: World = SINGLE) -> Path:
+    """Fit and write the model directory; under torchrun every rank trains, rank 0 writes."""
     validate_config(config)
     io.check_writable(out, overwrite)
     ckpt = checkpoint_path(out)
+    if resume and world.active:
+        raise UsageError("--resume under torchrun is not supported yet: resume the run in "
+                         "one process, or start the distributed run afresh")
     if resume:
         require_checkpoint(ckpt)
     elif ckpt.is_file():
@@ -187,8 +192,12 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
              f"checkpoint: {ckpt}")
     tick = time.monotonic()
     result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget,
-                       resume=state,
-                       on_checkpoint=lambda st: save_checkpoint(ckpt, key, st))
+                       resume=state, world=world,
+                       on_checkpoint=(lambda st: save_checkpoint(ckpt, key, st))
+                       if world.is_main else None)
+    world.barrier()  # every rank has finished training before rank 0 writes
+    if not world.is_main:
+        return Path(out)
     generator = ResidualGenerator(form.dim, config.hidden, form.n_components)
     generator.load_state_dict(result.generator_state)
     critic = PacCritic(form.dim, config.hidden, config.pac)
@@ -206,7 +215,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
                   rowmodel, _user_key_info(enc.users), space, conditions)
     manifest = {"inputs": inputs, "versions": versions(), "seed": config.seed,
-                "device": "cpu", "started_unix": round(started, 3),
+                "device": "cpu", "processes": world.size, "started_unix": round(started, 3),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
                 "users": {"fit": fit_users.n_users,
                           "check": 0 if val_users is None else val_users.n_users},

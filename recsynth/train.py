@@ -20,6 +20,7 @@ import torch
 
 from recsynth.config import ModelConfig
 from recsynth.decode import CALIBRATION_USERS, decode_chunked
+from recsynth.distributed import SINGLE, World
 from recsynth.latent import ClosedForm
 from recsynth.metrics.privacy import closer_share, nearest_jaccard
 from recsynth.metrics.ranking import accuracy_per_user, top_k
@@ -127,13 +128,16 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
               time_budget: float | None = None,
               clock: Callable[[], float] = time.monotonic, *,
               resume: dict[str, Any] | None = None,
-              on_checkpoint: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+              on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+              world: World = SINGLE) -> TrainResult:
     """Train the residual generator against the critic; return the best checked state.
 
     `on_checkpoint` receives the whole loop state after every epoch; passing it back as
     `resume` continues exactly where it left off (same weights as an uninterrupted run).
+    Under torchrun each rank trains on its share of the users with its share of the batch,
+    and DistributedDataParallel averages the gradients (the global batch stays the same).
     """
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(world.seed(config.seed))
     dim = form.dim
     with torch.random.fork_rng(devices=[]):  # seeded init, caller's global RNG untouched
         torch.manual_seed(config.seed)
@@ -144,8 +148,13 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
     real = torch.from_numpy(whiten(codes, form)).float()
+    if world.active:  # shard users by rank, the same split on every rank
+        order = torch.randperm(len(real), generator=torch.Generator().manual_seed(config.seed))
+        real = real[order[world.rank::world.size]]
     # whole packs, and never more users per step than there are (small logs still train)
-    batch = max(config.pac, min(config.batch_size, len(real)) // config.pac * config.pac)
+    per_rank = config.batch_size // world.size
+    batch = max(config.pac, min(per_rank, len(real)) // config.pac * config.pac)
+    g_net, d_net = _parallel(generator, world), _parallel(critic, world)
     start = clock()
     if resume is not None:
         generator.load_state_dict(resume["generator"])
@@ -168,22 +177,26 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         first = 1
     if check is not None and stale >= config.patience:  # resumed after the last check
         result.stopped = "early stopping"
+        result.critic_state = copy.deepcopy(critic.state_dict())
         return result
     for epoch in range(first, config.epochs + 1):
         perm = torch.randperm(len(real), generator=gen)
         d_losses, g_losses = [], []
         for lo in range(0, len(real) - batch + 1, batch):
             real_b = real[perm[lo:lo + batch]]
-            fake_b = white(generate(generator, form, batch, gen)).detach()
+            fake_b = white(sample_codes(generator, form, batch, gen))
             gp = gradient_penalty(critic, real_b, fake_b, gen)
-            loss_d = critic(fake_b).mean() - critic(real_b).mean() + config.gp_lambda * gp
+            # one critic forward per backward, as DDP expects; fake packs first
+            scores = d_net(torch.cat([fake_b, real_b]))
+            half = len(scores) // 2
+            loss_d = scores[:half].mean() - scores[half:].mean() + config.gp_lambda * gp
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
             d_losses.append(loss_d.item())
             step += 1
             if step % config.n_critic == 0:
-                loss_g = -critic(white(generate(generator, form, batch, gen))).mean()
+                loss_g = -d_net(white(generate(g_net, form, batch, gen))).mean()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -215,12 +228,18 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         if check is not None and stale >= config.patience:
             result.stopped = "early stopping"
             break
-        if time_budget is not None and clock() - start >= time_budget:
+        if world.any(time_budget is not None and clock() - start >= time_budget):
             result.stopped = "time budget"
             break
     # the most trained judge, whatever generator state was kept: --filter-quantile uses it
     result.critic_state = copy.deepcopy(critic.state_dict())
     return result
+
+
+def _parallel(module: torch.nn.Module, world: World) -> torch.nn.Module:
+    if not world.active:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(module)
 
 
 def _mean(values: list[float]) -> float | None:
