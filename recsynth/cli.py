@@ -278,7 +278,11 @@ def fit(
         help="Privacy guard of the temperature search: the largest share of held-out-check "
              "synthetic users closer to fitting users than to held-out ones (0.5 = none).")] =
         ModelConfig.max_dcr_share,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(
+        help="auto (cuda when a GPU is visible), cpu or cuda: where the GAN trains.")] = "auto",
+    precision: Annotated[str, typer.Option(
+        help="fp32, or bf16 autocast for the networks while training.")] =
+        ModelConfig.precision,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted fit from OUT.checkpoint.pt (same data and "
                          "options; --epochs may grow).")] = False,
@@ -299,21 +303,21 @@ def fit(
     from recsynth import distributed
     from recsynth.fitting import fit_model, parse_duration
     from recsynth.progress import StageReporter
+    from recsynth.train import resolve_device
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"--device {device!r}: use auto, cpu or cuda")
-    if device == "cuda":
-        raise UsageError("--device cuda: this release trains on the CPU only")
+    device = resolve_device(device)
     budget = parse_duration(time_budget) if time_budget is not None else None
     config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
-                         max_dcr_share=max_dcr_share, max_items=max_items, seed=seed)
+                         max_dcr_share=max_dcr_share, max_items=max_items,
+                         precision=precision, seed=seed)
 
-    world = distributed.start("cpu")
+    world = distributed.start(device)
     try:
         with StageReporter(stderr, quiet=quiet or not world.is_main) as report:
-            procs = f" ({world.size} processes, gloo)" if world.active else ""
-            report(f"device: cpu{procs}")
+            backend = "nccl" if device == "cuda" else "gloo"
+            procs = f" ({world.size} processes, {backend})" if world.active else ""
+            report(f"device: {device}{procs}, precision {precision}")
 
             def on_epoch(record: dict) -> None:
                 parts = [f"epoch {record['epoch']}/{epochs}"]
@@ -327,7 +331,7 @@ def fit(
                              item_col=item_col, time_col=time_col, users_table=users,
                              items_table=items, time_budget=budget, resume=resume,
                              overwrite=overwrite, on_stage=report, on_epoch=on_epoch,
-                             world=world)
+                             world=world, device=device)
     finally:
         distributed.stop()
     if world.is_main:

@@ -40,6 +40,7 @@ class ModelConfig:
     patience: int = 3  # checks without improvement before stopping early
     holdout_frac: float = 0.1  # users kept out of fitting, for the held-out check
     calibration_steps: int = 10  # item-frequency calibration steps after training
+    precision: str = "fp32"  # fp32, or bf16 autocast for the networks while training
     max_items: int = 20_000  # modelled item columns; rarer items share ordinal tail slots
     seed: int = 0
 

@@ -66,6 +66,8 @@ def start(device: str) -> World:
     size = launched_world_size()
     if size <= 1:
         return SINGLE
+    if device == "cuda":  # one GPU per process on each machine
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         backend = "nccl" if device == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=TIMEOUT)

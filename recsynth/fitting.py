@@ -45,6 +45,8 @@ def validate_config(config: ModelConfig) -> None:
     if (config.rank is not None and config.rank < 1) or config.hidden < 1 or config.pac < 1 \
             or config.epochs < 0:
         raise UsageError("rank, hidden and pac must be >= 1 and epochs >= 0")
+    if config.precision not in ("fp32", "bf16"):
+        raise UsageError(f"--precision {config.precision!r}: use fp32 or bf16")
     if config.max_items < 4 * MAX_SLOTS:
         raise UsageError(f"--max-items must be at least {4 * MAX_SLOTS} "
                          f"(got {config.max_items})")
@@ -103,7 +105,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
               items_table: str | None = None, time_budget: float | None = None,
               overwrite: bool = False, resume: bool = False,
               on_stage: Callable[[str], None] = lambda _: None,
-              on_epoch: EpochCallback = lambda _: None, world: World = SINGLE) -> Path:
+              on_epoch: EpochCallback = lambda _: None, world: World = SINGLE,
+              device: str = "cpu") -> Path:
     """Fit and write the model directory; under torchrun every rank trains, rank 0 writes."""
     validate_config(config)
     io.check_writable(out, overwrite)
@@ -192,7 +195,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
              f"checkpoint: {ckpt}")
     tick = time.monotonic()
     result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget,
-                       resume=state, world=world,
+                       resume=state, world=world, device=device,
                        on_checkpoint=(lambda st: save_checkpoint(ckpt, key, st))
                        if world.is_main else None)
     world.barrier()  # every rank has finished training before rank 0 writes
@@ -215,7 +218,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
                   rowmodel, _user_key_info(enc.users), space, conditions)
     manifest = {"inputs": inputs, "versions": versions(), "seed": config.seed,
-                "device": "cpu", "processes": world.size, "started_unix": round(started, 3),
+                "device": device, "precision": config.precision, "processes": world.size,
+                "started_unix": round(started, 3),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
                 "users": {"fit": fit_users.n_users,
                           "check": 0 if val_users is None else val_users.n_users},

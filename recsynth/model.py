@@ -51,7 +51,8 @@ def gradient_penalty(critic: PacCritic, real: torch.Tensor, fake: torch.Tensor,
                      gen: torch.Generator) -> torch.Tensor:
     """WGAN-GP: (‖∇D(x̂)‖ − 1)² on random interpolates, one mixing weight per pack."""
     n_packs = real.shape[0] // critic.pac
-    alpha = torch.rand(n_packs, 1, generator=gen).repeat_interleave(critic.pac, dim=0)
+    alpha = torch.rand(n_packs, 1, generator=gen).to(real.device)
+    alpha = alpha.repeat_interleave(critic.pac, dim=0)
     mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     score = critic(mixed)
     (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)

@@ -21,6 +21,7 @@ import torch
 from recsynth.config import ModelConfig
 from recsynth.decode import CALIBRATION_USERS, decode_chunked
 from recsynth.distributed import SINGLE, World
+from recsynth.errors import UsageError
 from recsynth.latent import ClosedForm
 from recsynth.metrics.privacy import closer_share, nearest_jaccard
 from recsynth.metrics.ranking import accuracy_per_user, top_k
@@ -34,13 +35,18 @@ EpochCallback = Callable[[dict[str, Any]], None]
 
 def generate(generator: ResidualGenerator, form: ClosedForm, n: int,
              gen: torch.Generator) -> torch.Tensor:
-    """n augmented codes, differentiable: component k ~ weights, then μ_k + L_k·G(ε, k)."""
+    """n augmented codes, differentiable: component k ~ weights, then μ_k + L_k·G(ε, k).
+
+    Randomness is drawn on the CPU and moved to the generator's device, so a seed gives the
+    same noise on every device.
+    """
+    device = next(generator.parameters()).device
     weights = torch.from_numpy(form.weights).float()
-    component = torch.multinomial(weights, n, replacement=True, generator=gen)
-    noise = torch.randn(n, form.dim, generator=gen)
-    white = generator(noise, component)
-    means = torch.from_numpy(form.means).float()
-    chols = torch.from_numpy(form.chols).float()
+    component = torch.multinomial(weights, n, replacement=True, generator=gen).to(device)
+    noise = torch.randn(n, form.dim, generator=gen).to(device)
+    white = generator(noise, component).float()
+    means = torch.from_numpy(form.means).float().to(device)
+    chols = torch.from_numpy(form.chols).float().to(device)
     # one matmul per component: gathering a Cholesky factor per user would copy
     # users x dim x dim floats (330 MB for 2,048 users at rank 200)
     parts, order = [], []
@@ -98,7 +104,7 @@ class UtilityCheck:
     def generated(self, generator: ResidualGenerator, first_channel: bool) -> sp.csr_matrix:
         """Generated users x items (first channel only, or every item), same noise each time."""
         gen = torch.Generator().manual_seed(self.seed + 17)
-        x = sample_codes(generator, self.form, self.n_generated, gen)
+        x = sample_codes(generator, self.form, self.n_generated, gen).cpu()
         d = decode_chunked(x, self.form, self.temperature, self.n_items, gen)
         rows = np.ones(len(d.item_index), dtype=bool)
         if first_channel and d.liked is not None:
@@ -129,7 +135,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
               clock: Callable[[], float] = time.monotonic, *,
               resume: dict[str, Any] | None = None,
               on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-              world: World = SINGLE) -> TrainResult:
+              world: World = SINGLE, device: str = "cpu") -> TrainResult:
     """Train the residual generator against the critic; return the best checked state.
 
     `on_checkpoint` receives the whole loop state after every epoch; passing it back as
@@ -143,18 +149,24 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         torch.manual_seed(config.seed)
         generator = ResidualGenerator(dim, config.hidden, form.n_components)
         critic = PacCritic(dim, config.hidden, config.pac)
-    white = Whitener(form)
+    dev = torch.device(device)
+    generator.to(dev)
+    critic.to(dev)
+    white = Whitener(form).to(dev)
+    # bf16 autocast for the networks' forward passes; losses and codes stay float32
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16,
+                              enabled=config.precision == "bf16")
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
-    real = torch.from_numpy(whiten(codes, form)).float()
+    real = torch.from_numpy(whiten(codes, form)).float().to(dev)
     if world.active:  # shard users by rank, the same split on every rank
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(config.seed))
         real = real[order[world.rank::world.size]]
     # whole packs, and never more users per step than there are (small logs still train)
     per_rank = config.batch_size // world.size
     batch = max(config.pac, min(per_rank, len(real)) // config.pac * config.pac)
-    g_net, d_net = _parallel(generator, world), _parallel(critic, world)
+    g_net, d_net = _parallel(generator, world, dev), _parallel(critic, world, dev)
     start = clock()
     if resume is not None:
         generator.load_state_dict(resume["generator"])
@@ -183,11 +195,12 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         perm = torch.randperm(len(real), generator=gen)
         d_losses, g_losses = [], []
         for lo in range(0, len(real) - batch + 1, batch):
-            real_b = real[perm[lo:lo + batch]]
-            fake_b = white(sample_codes(generator, form, batch, gen))
-            gp = gradient_penalty(critic, real_b, fake_b, gen)
-            # one critic forward per backward, as DDP expects; fake packs first
-            scores = d_net(torch.cat([fake_b, real_b]))
+            real_b = real[perm[lo:lo + batch].to(dev)]
+            with autocast:
+                fake_b = white(sample_codes(generator, form, batch, gen))
+                gp = gradient_penalty(critic, real_b, fake_b, gen)
+                # one critic forward per backward, as DDP expects; fake packs first
+                scores = d_net(torch.cat([fake_b, real_b])).float()
             half = len(scores) // 2
             loss_d = scores[:half].mean() - scores[half:].mean() + config.gp_lambda * gp
             opt_d.zero_grad(set_to_none=True)
@@ -196,7 +209,8 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
             d_losses.append(loss_d.item())
             step += 1
             if step % config.n_critic == 0:
-                loss_g = -d_net(white(generate(g_net, form, batch, gen))).mean()
+                with autocast:
+                    loss_g = -d_net(white(generate(g_net, form, batch, gen))).float().mean()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -236,10 +250,22 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     return result
 
 
-def _parallel(module: torch.nn.Module, world: World) -> torch.nn.Module:
+def _parallel(module: torch.nn.Module, world: World, dev: torch.device) -> torch.nn.Module:
     if not world.active:
         return module
-    return torch.nn.parallel.DistributedDataParallel(module)
+    ids = [torch.cuda.current_device()] if dev.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def resolve_device(requested: str) -> str:
+    """auto → cuda when a GPU is visible, else cpu; cuda without one is a usage error."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {requested!r}: use auto, cpu or cuda")
+    available = torch.cuda.is_available()
+    if requested == "cuda" and not available:
+        raise UsageError("--device cuda: no CUDA device is visible "
+                         "(torch.cuda.is_available() is False)")
+    return "cuda" if requested == "auto" and available else requested.replace("auto", "cpu")
 
 
 def _mean(values: list[float]) -> float | None:

@@ -280,6 +280,7 @@ def test_durations_and_time_budget(sample_path: Path, tmp_path: Path,
     (["--temperature", "0"], "temperature"),
     (["--time-budget", "soon"], "--time-budget"),
     (["--device", "tpu"], "--device"),
+    (["--precision", "fp16"], "--precision"),
 ])
 def test_fit_usage_errors(args: list[str], message: str, sample_path: Path, tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -395,3 +396,31 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_no_model(sample_path: Path,
     assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
     assert ckpt.is_file() and not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_bf16_autocast_trains_and_is_recorded(sample_path: Path, tmp_path: Path) -> None:
+    import torch
+
+    out = tmp_path / "m"
+    assert main(["fit", str(sample_path), "--out", str(out), "--epochs", "6", "--precision",
+                 "bf16", "--temperature", "0.01", "--rank", "8", "--holdout-frac", "0",
+                 "-q"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16" and manifest["config"]["precision"] == "bf16"
+    assert manifest["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    history = [json.loads(line) for line in (out / "training.jsonl").open()]
+    losses = [r["loss_d"] for r in history[1:]] + [r["loss_g"] for r in history
+                                                  if r.get("loss_g") is not None]
+    assert len(losses) > 6 and all(np.isfinite(losses))
+    assert load_model(out).generator.net[-1].weight.abs().sum() > 0  # trained, not identity
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(sample_path: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the cuda path is exercised by the benchmarks")
+    code, _, err = run(["fit", str(sample_path), "--out", str(tmp_path / "m"), "--device",
+                        "cuda"], capsys)
+    assert code == 2 and "no CUDA device" in err
