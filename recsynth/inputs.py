@@ -92,15 +92,17 @@ def _no_shared_users(a: pl.DataFrame, a_src: str, b: pl.DataFrame, b_src: str, u
                         f"{a_src} (e.g. {shared.item(0, 0)!r}); {why}")
 
 
-def _read_generated(path: str, schema: Schema, reference: dict[str, pl.DataType]
-                    ) -> tuple[pl.DataFrame, str]:
-    """A synthetic or augmented log: key columns required, other columns cast to the real dtypes."""
+def _read_generated(path: str, schema: Schema, reference: dict[str, pl.DataType],
+                    opaque_users: bool = True) -> tuple[pl.DataFrame, str]:
+    """A synthetic or augmented log: key columns required, other columns cast to the real
+    dtypes (user keys too in an augmented log, which holds real users)."""
     lf, src = _read(path)
     names = list(lf.collect_schema())
     _require(names, src, [schema.user_col, schema.item_col])
     df = io.collect(lf.select([n for n in schema.names if n in names]), src)
     # synthetic user keys are opaque and need not share the real dtype
-    df = _cast_like(df, src, {n: t for n, t in reference.items() if n != schema.user_col})
+    df = _cast_like(df, src, {n: t for n, t in reference.items()
+                              if n != schema.user_col or not opaque_users})
     check_keys(df, src, [schema.user_col, schema.item_col])
     return df, src
 
@@ -124,7 +126,7 @@ def load_inputs(train: str, holdout: str, synthetic: str | None, *,
                             holdout_src)
     holdout_df = _cast_like(holdout_df, holdout_src, reference)
     check_keys(holdout_df, holdout_src, keys)
-    generated = {name: _read_generated(path, schema, reference)
+    generated = {name: _read_generated(path, schema, reference, name == "synthetic")
                  for name, path in (("synthetic", synthetic), ("augmented", augmented))
                  if path is not None}
 

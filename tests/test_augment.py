@@ -214,6 +214,16 @@ def test_augmented_log_must_not_hold_heldout_users(work: Path, capsys) -> None:
     assert code == 3 and "must not contain held-out users" in err
 
 
+def test_augmented_user_keys_must_read_as_the_real_dtype(work: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    aug = tmp_path / "aug.parquet"
+    train = pl.read_parquet(work / "train.parquet")
+    train.with_columns(pl.format("u{}", pl.col("user_id")).alias("user_id")).write_parquet(aug)
+    code, _, err = run(["evaluate", "--train", str(work / "train.parquet"), "--holdout",
+                        str(work / "holdout.parquet"), "--augmented", str(aug), "-q"], capsys)
+    assert code == 3 and str(aug) in err and "'user_id'" in err and "cannot be read" in err
+
+
 def test_model_without_conditions_still_samples(work: Path, tmp_path: Path, capsys) -> None:
     import shutil
 

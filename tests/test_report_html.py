@@ -133,3 +133,23 @@ def test_training_png_is_a_stable_png(tmp_path: Path) -> None:
     assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert a.read_bytes() == b.read_bytes()
     write_training_png([], tmp_path / "empty.png")  # a fit with no epoch still gets a figure
+
+
+def test_the_augmented_run_is_shown_with_its_lift(split_dir: Path, pop_synthetic: Path,
+                                                   tmp_path: Path) -> None:
+    import polars as pl
+
+    train = pl.read_parquet(split_dir / "train.parquet")
+    extra = pl.read_parquet(pop_synthetic).with_columns(
+        (pl.col("user_id").rank("dense").cast(pl.Int64) + 10**7).alias("user_id"))
+    augmented = tmp_path / "aug.parquet"
+    pl.concat([train, extra.select(train.columns)], how="vertical_relaxed").write_parquet(
+        augmented)
+    html = tmp_path / "r.html"
+    assert main(_args(split_dir, pop_synthetic, "--augmented", str(augmented),
+                      "--html", str(html))) == 0
+    page = html.read_text(encoding="utf-8")
+    plots = _plots(page)
+    assert "<svg" in plots["augmented-lift"]
+    assert "augmented NDCG@10" in page and "activity: bottom20" in page
+    assert re.search(r"[+-]\d+\.\d %", page)  # lifts are printed

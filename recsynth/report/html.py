@@ -200,10 +200,42 @@ def _utility(result: dict[str, Any]) -> str:
             for m, label in BEYOND_ACCURACY]
     parts.append(_table([f"beyond accuracy @{k} (real → synthetic)"] +
                         [escape(n) for n in utility], rows))
+    if "augmented" in result:
+        parts += _augmented(result["augmented"], k)
     return _section("utility", "Utility: train on synthetic, test on real",
                     "Each recommender is trained once on the real train users and once on "
                     "the synthetic users, then ranks items for the same held-out real users "
                     "(80 % of their items folded in, the hidden 20 % scored).", parts)
+
+
+def _augmented(augmented: dict[str, Any], k: int) -> list[str]:
+    """The augmented run: lift over real-only training, overall and per user group."""
+    metric = f"ndcg@{k}"
+    rows = []
+    for rec, figs in augmented["utility"].items():
+        rows.append([escape(rec), "all users", _fmt(figs["real"].get(metric)),
+                     _fmt(figs["augmented"].get(metric)), _pct(figs["lift"].get(metric))])
+        for grouping, block in augmented["groups"].items():
+            for group, gfigs in block["groups"].items():
+                if rec in gfigs:
+                    g = gfigs[rec]
+                    rows.append(["", escape(f"{grouping}: {group} ({gfigs['n_users']})"),
+                                 _fmt(g["real"].get(metric)), _fmt(g["augmented"].get(metric)),
+                                 _pct(g["lift"].get(metric))])
+    data = augmented["data"]
+    return [
+        _figure("augmented-lift", plots.augmented_lift(augmented, k),
+                f"Augmented run ({escape(_name(data['path']))}: {data['users']} users, "
+                f"{data['users_not_in_train']} of them added): NDCG@{k} of each recommender "
+                "trained on the augmented log relative to training on the real train users "
+                "alone, for all held-out users and per group. Above zero = augmentation "
+                "helped that group.", wide=True),
+        _table([f"augmented NDCG@{k}", "users", "real only", "augmented", "lift"], rows),
+    ]
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:+.1f} %"
 
 
 def _fidelity(result: dict[str, Any], details: EvalDetails) -> str:

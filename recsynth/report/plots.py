@@ -104,6 +104,29 @@ def utility_by_k(utility: dict[str, Any], ks: list[int]) -> str:
     return to_svg(fig)
 
 
+def augmented_lift(augmented: dict[str, Any], k: int) -> str:
+    """NDCG@k lift of training on the augmented log over real only: all users, each group."""
+    metric = f"ndcg@{k}"
+    recs = list(augmented["utility"])
+    columns = [("all users", augmented["utility"])]
+    for grouping, block in augmented["groups"].items():
+        for group, figs in block["groups"].items():
+            columns.append((f"{grouping}: {group}", figs))
+    fig, ax = new_figure(8.6, 3.0)
+    x = np.arange(len(columns))
+    width = 0.8 / max(len(recs), 1)
+    for i, rec in enumerate(recs):
+        lifts = [100.0 * (figs.get(rec, {}).get("lift", {}).get(metric) or 0.0)
+                 for _, figs in columns]
+        ax.bar(x + (i - (len(recs) - 1) / 2) * width, lifts, width,
+               color=PALETTE[i % len(PALETTE)], label=rec)
+    ax.axhline(0.0, color="#999999", linewidth=0.8)
+    ax.set_xticks(x, [_short(label, 18) for label, _ in columns], rotation=20, ha="right")
+    ax.set(title=f"NDCG@{k} lift from augmentation (%)", ylabel="% vs real only")
+    _top_legend(fig, ax)
+    return to_svg(fig)
+
+
 # --- fidelity ------------------------------------------------------------------------------
 
 
