@@ -32,6 +32,7 @@ from recsynth.checkpoint import Model
 from recsynth.conditions import MIN_GROUP_USERS, Request
 from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates
+from recsynth.inputs import check_keys
 from recsynth.sampling import Shaping, generate_batch, make_shaping
 
 SUMMARY_SCHEMA_VERSION = 1
@@ -100,8 +101,9 @@ def plan_groups(strategy: str, column: str | None, model: Model, frame: pl.DataF
     if strategy == "long-tail":
         is_tail = tail_items(frame, user, item, model.catalog)
         extra["tail_items"] = int(is_tail.sum())
-        shaping = dataclasses.replace(make_shaping(model, Request(), filter_quantile),
-                                      tail=is_tail, tail_oversample=TAIL_OVERSAMPLE)
+        shaping = dataclasses.replace(make_shaping(model, Request(), filter_quantile,
+                                                   tail=is_tail),
+                                      tail_oversample=TAIL_OVERSAMPLE)
         return [Group("tail", n_new, shaping)], extra
     assert column is not None
     if column not in frame.columns:
@@ -180,6 +182,7 @@ def augment(data: str, model: Model, out: str, strategy_text: str, *, ratio: flo
                 else f"has column {surplus[0]!r}")
         raise DataError(f"{data}: {what} unlike the log the model was fitted on "
                         f"(columns: {', '.join(expected)})")
+    check_keys(frame, data, [model.schema.user_col, model.schema.item_col])
     if mark and MARK_COL in frame.columns:
         raise DataError(f"{data}: already has a column {MARK_COL!r}; drop --mark-synthetic")
     user = model.schema.user_col

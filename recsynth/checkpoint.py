@@ -18,7 +18,7 @@ import hashlib
 import json
 import pickle
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,8 @@ def load_model(directory: str | Path) -> Model:
                           tensors["space.tail_weights"].numpy(), int(meta["n_slots"]))
         if space.n_model_items * form.n_channels != len(form.item_bias):
             raise ValueError("item space and item factors disagree")
+        if space.capped:
+            form = replace(form, n_head=len(space.head))
         conditions = Conditions.load(d)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -122,6 +122,10 @@ def fit_conditions(codes: np.ndarray, form: ClosedForm, frame: pl.DataFrame, sch
             mask = label_arr == v
             n = int(mask.sum())
             counts.append(n)
+            if n < MIN_GROUP_USERS:  # refused at sampling: keep nothing of these users
+                weights.append(form.weights.copy())
+                shifts.append(np.zeros(residual.shape[1]))
+                continue
             weights.append((resp[mask].sum(axis=0) + WEIGHT_PRIOR * form.weights)
                            / (n + WEIGHT_PRIOR))
             shifts.append(residual[mask].sum(axis=0) / (n + SHIFT_PRIOR))

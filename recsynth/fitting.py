@@ -129,7 +129,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     frame, schema = read_log(data, schema_file, user_col, item_col, time_col, users_table,
                              items_table)
     inputs = fingerprint(files)
-    key = resume_key(inputs, {**asdict(config), "schema": schema_to_dict(schema)})
+    key = resume_key(inputs, {**asdict(config), "schema": schema_to_dict(schema),
+                              "processes": world.size})
     state = load_checkpoint(ckpt, key) if resume else None
     catalog = build_catalog(schema.item_col, frame)
     if frame.get_column(schema.user_col).n_unique() < 2 or len(catalog) < 2:
@@ -154,9 +155,12 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                  f"the other {len(space.tail)} share {space.n_slots} tail slots")
     fit_users, val_users = _split_users(enc, config)
     rank = config.rank if config.rank is not None else auto_rank(fit_users.n_users)
-    rank = max(1, min(rank, fit_users.n_users - 1, len(catalog) * len(enc.channels) - 1))
+    rank = max(1, min(rank, fit_users.n_users - 1,
+                      space.n_model_items * len(enc.channels) - 1))
     rng = np.random.default_rng([config.seed, 3])
     form, codes = fit_closed_form(fit_users, rank, rng, config.n_components)
+    if space.capped:
+        form = replace(form, n_head=len(space.head))
     n_items = space.n_model_items
     real_counts = np.concatenate([np.asarray(c.sum(axis=0)).ravel() for c in fit_users.channels])
     identity = ResidualGenerator(form.dim, config.hidden, form.n_components)  # the mixture

@@ -64,6 +64,7 @@ class ClosedForm:
     activity: Marginal
     liked_share: Marginal | None
     n_channels: int
+    n_head: int | None = None  # with tail slots (itemspace.py): items before the slots
 
     @property
     def rank(self) -> int:

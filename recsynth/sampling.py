@@ -20,7 +20,7 @@ from recsynth import io
 from recsynth.checkpoint import Model
 from recsynth.conditions import Plan, Request, draw_codes, draw_tuples, resolve
 from recsynth.decode import decode, subset_users, tail_share
-from recsynth.errors import UsageError
+from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates, check_quantile, critic_scores, keep_best
 from recsynth.rowmodel import USER_COUNT_COL
 from recsynth.train import sample_codes
@@ -40,7 +40,12 @@ def user_keys(model: Model, start: int, n: int) -> pl.Series:
     index = np.arange(start, start + n, dtype=np.int64)
     if "first_new" in info:
         dtype = getattr(pl, info["dtype"])
-        return pl.Series(name, index + int(info["first_new"])).cast(dtype)
+        try:
+            return pl.Series(name, index + int(info["first_new"])).cast(dtype, strict=True)
+        except pl.exceptions.PolarsError:
+            raise DataError(f"column {name!r}: synthetic user keys up to "
+                            f"{int(info['first_new']) + start + n - 1} do not fit the real "
+                            f"key dtype {info['dtype']}; sample fewer users") from None
     return pl.Series(name, [f"{info.get('prefix', 'syn-')}{i:09d}" for i in index])
 
 

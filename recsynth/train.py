@@ -160,9 +160,14 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
     real = torch.from_numpy(whiten(codes, form)).float().to(dev)
-    if world.active:  # shard users by rank, the same split on every rank
+    if world.active:  # equal shards (the same split on every rank), so every rank takes
+        # the same number of steps: one collective more on one rank would hang the others
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(config.seed))
-        real = real[order[world.rank::world.size]]
+        n = len(real) // world.size
+        if n < config.pac:
+            raise UsageError(f"{len(real)} fitting users are too few for {world.size} "
+                             f"processes (each needs at least {config.pac})")
+        real = real[order[world.rank * n:(world.rank + 1) * n]]
     # whole packs, and never more users per step than there are (small logs still train)
     per_rank = config.batch_size // world.size
     batch = max(config.pac, min(per_rank, len(real)) // config.pac * config.pac)

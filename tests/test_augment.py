@@ -235,3 +235,27 @@ def test_model_without_conditions_still_samples(work: Path, tmp_path: Path, caps
     code, _, err = run(["sample", str(old), "--users", "3", "--out", str(tmp_path / "t.parquet"),
                         "--where", "segment=a"], capsys)
     assert code == 2 and "no user-level attribute" in err
+
+
+def test_augment_data_with_null_keys_is_a_data_error(work: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    data = tmp_path / "nulls.parquet"
+    train = pl.read_parquet(work / "train.parquet")
+    train.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(None)
+                       .otherwise(pl.col("user_id")).alias("user_id")).write_parquet(data)
+    out = tmp_path / "aug.parquet"
+    code, _, err = run(["augment", str(data), str(work / "model"), "--out", str(out),
+                        "--strategy", "match"], capsys)
+    assert code == 3 and "null key" in err and not out.exists()
+
+
+def test_values_held_by_few_users_keep_nothing_of_them(work: Path) -> None:
+    from recsynth.conditions import MIN_GROUP_USERS
+
+    model = load_model(work / "model")
+    stats = model.conditions.columns["country"]
+    small = np.asarray(stats.users) < MIN_GROUP_USERS
+    assert small.any() and (~small).any()
+    assert np.all(np.asarray(stats.shift)[small] == 0)
+    assert np.allclose(np.asarray(stats.weights)[small], model.form.weights)
+    assert np.any(np.asarray(stats.shift)[~small] != 0)

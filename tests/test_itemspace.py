@@ -74,3 +74,24 @@ def test_fit_caps_a_large_catalog_and_samples_real_tail_items(sample_path: Path,
     assert syn.filter(~pl.col("item_id").is_in(list(head))).height > 0  # the tail is drawn
     assert main(["fit", str(sample_path), "--out", str(tmp_path / "x"),
                  "--max-items", "10"]) == 2
+
+
+def test_long_tail_augmentation_on_a_capped_model_favours_tail_items(
+        sample_path: Path, tmp_path: Path) -> None:
+    from recsynth.augment import tail_items
+
+    model = tmp_path / "m"
+    assert main(["fit", str(sample_path), "--out", str(model), "--max-items", "1024",
+                 "--epochs", "1", "--temperature", "0.01", "-q"]) == 0
+    real = pl.read_parquet(sample_path)
+    catalog = real["item_id"].unique().sort()
+    is_tail = tail_items(real, "user_id", "item_id", catalog)
+    tail_keys = set(catalog.filter(pl.Series(is_tail)).to_list())
+    shares = {}
+    for strategy in ("match", "long-tail"):
+        out = tmp_path / f"{strategy}.parquet"
+        assert main(["augment", str(sample_path), str(model), "--out", str(out), "--strategy",
+                     strategy, "--ratio", "0.5", "--mark-synthetic", "-q"]) == 0
+        added = pl.read_parquet(out).filter(pl.col("is_synthetic"))
+        shares[strategy] = added["item_id"].is_in(list(tail_keys)).mean()
+    assert shares["long-tail"] > shares["match"] + 0.02
