@@ -78,6 +78,7 @@ REPEAT_SHRINK = 20.0
 SEPARATORS = ("-", "~", "#", ":", "|", "/", "_", "+", "=", ".", "-s-")
 _USERS = "__recsynth_users"
 USER_COUNT_COL = _USERS  # user count column of `RowModel.user_tuples`
+MIN_TUPLE_USERS = 5  # attribute combinations held by fewer real users are generalised
 _ITEM_GRID = np.linspace(0.0, 1.0, ITEM_KNOTS)
 _GLOBAL_GRID = np.linspace(0.0, 1.0, GLOBAL_KNOTS)
 
@@ -1172,7 +1173,29 @@ def _fit_user_tuples(frame: pl.DataFrame, user: str, cols: list[str]) -> pl.Data
     if _USERS in cols:
         raise ValueError(f"column name {_USERS!r} is reserved")
     per_user = frame.group_by(user, maintain_order=True).agg(pl.col(cols).first())
-    return per_user.group_by(cols, maintain_order=True).agg(pl.len().cast(pl.Int64).alias(_USERS))
+    tuples = per_user.group_by(cols, maintain_order=True).agg(
+        pl.len().cast(pl.Int64).alias(_USERS))
+    return _k_anonymous(tuples, cols)
+
+
+def _k_anonymous(tuples: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """Generalise combinations held by fewer than MIN_TUPLE_USERS real users.
+
+    A synthetic user gets a whole stored tuple, so a combination held by one real user
+    (age, gender, occupation and zip code, say) would be a quasi-identifier copied out.
+    The most specific column (most distinct values) is set to null in the rare tuples,
+    which are merged, and so on until every stored tuple is held by enough users (a rest
+    too small even then is all-null: it says nothing about anyone).
+    """
+    order = sorted(cols, key=lambda c: -tuples.get_column(c).n_unique())
+    for col in order:
+        rare = pl.col(_USERS) < MIN_TUPLE_USERS
+        if not tuples.select(rare.any()).item():
+            break
+        tuples = (tuples.with_columns(pl.when(rare).then(None).otherwise(pl.col(col))
+                                      .alias(col))
+                  .group_by(cols, maintain_order=True).agg(pl.col(_USERS).sum()))
+    return tuples
 
 
 def _shuffle_within_users(users: np.ndarray, rng: np.random.Generator) -> np.ndarray:

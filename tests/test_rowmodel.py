@@ -386,3 +386,18 @@ def test_load_rejects_bad_repeats_and_timeline(fitted, tmp_path: Path):
         (target / MANIFEST).write_text(json.dumps(manifest))
         with pytest.raises(ValueError, match=key):
             RowModel.load(target)
+
+
+def test_user_attribute_combinations_are_k_anonymous() -> None:
+    from recsynth.rowmodel import MIN_TUPLE_USERS, USER_COUNT_COL, _fit_user_tuples
+
+    n = 60
+    frame = pl.DataFrame({"u": list(range(n)),
+                          "gender": ["F" if i % 2 else "M" for i in range(n)],
+                          "zip": [f"{i:05d}" if i < 10 else "00000" for i in range(n)]})
+    tuples = _fit_user_tuples(frame, "u", ["gender", "zip"])
+    small = tuples.filter(pl.col(USER_COUNT_COL) < MIN_TUPLE_USERS)
+    assert small.drop(USER_COUNT_COL).null_count().row(0) == (small.height,) * 2  # all null
+    assert tuples[USER_COUNT_COL].sum() == n  # every user still counted
+    assert set(tuples["zip"].drop_nulls()) == {"00000"}  # unique zips never stored
+    assert set(tuples["gender"].drop_nulls()) == {"F", "M"}  # the common column survives
