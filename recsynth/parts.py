@@ -41,12 +41,14 @@ def part_path(directory: Path, index: int) -> Path:
     return directory / f"part-{index:05d}.parquet"
 
 
-def batches_per_part(model: Model, job: Job, rows_per_file: int) -> int:
-    """Batches per part so that parts hold about `rows_per_file` rows, judged on batch 0."""
+def batches_per_part(model: Model, job: Job, rows_per_file: int) -> tuple[int, int]:
+    """Batches per part so that parts hold about `rows_per_file` rows, judged on batch 0
+    (deterministic); and the rows a part is then expected to hold."""
     from recsynth.sampling import generate_batch
 
-    first = generate_batch(model, job.seed, 0, 0, job.size(0), job.shaping).height
-    return max(1, round(rows_per_file / max(first, 1)))
+    first = max(1, generate_batch(model, job.seed, 0, 0, job.size(0), job.shaping).height)
+    per_part = max(1, round(rows_per_file / first))
+    return per_part, per_part * first
 
 
 def write_part(model: Model, job: Job, directory: Path, per_part: int, index: int,
@@ -59,32 +61,41 @@ def write_part(model: Model, job: Job, directory: Path, per_part: int, index: in
 
 
 def write_parts(model: Model, model_dir: str | os.PathLike[str] | None, directory: Path,
-                job: Job, per_part: int, n_rows: int | None, workers: int,
+                job: Job, rows_per_file: int, n_rows: int | None, workers: int,
                 on_progress: Callable[[int, int], None] = lambda users, rows: None
                 ) -> SampleStats:
     """Every part of the run into `directory` (which exists and is empty)."""
     from recsynth.sampling import SampleStats
 
+    per_part, expect = batches_per_part(model, job, rows_per_file)
     with _submitter(model, model_dir, directory, job, per_part, workers) as submit:
-        kept = _drive(submit, job, per_part, n_rows, 2 * workers if workers > 1 else 1,
-                      on_progress)
+        kept = _drive(submit, job, per_part, n_rows, expect,
+                      2 * workers if workers > 1 else 1, on_progress)
     for extra in directory.glob("part-*.parquet"):
         if int(extra.stem.split("-")[1]) >= len(kept):  # written past the row target
             extra.unlink()
     return SampleStats(sum(u for u, _ in kept), sum(r for _, r in kept), len(kept))
 
 
-def _drive(submit: Submit, job: Job, per_part: int, n_rows: int | None, window: int,
-           on_progress: Callable[[int, int], None]) -> list[tuple[int, int]]:
-    """Submit parts in order, at most `window` at a time; (users, rows) of the kept parts."""
+def _drive(submit: Submit, job: Job, per_part: int, n_rows: int | None, expect: int,
+           window: int, on_progress: Callable[[int, int], None]) -> list[tuple[int, int]]:
+    """Submit parts in order, at most `window` at a time, and in rows mode none that the
+    parts before it are expected (`expect` rows each) to make useless; (users, rows) of the
+    kept parts."""
     n_batches = job.n_batches
     end = None if n_batches is None else -(-n_batches // per_part)
     done: dict[int, tuple[int, int]] = {}
     budgets: dict[int, int | None] = {}
     pending: dict[Future[tuple[int, int]], int] = {}
     frontier = rows_before = next_part = 0  # parts < frontier are final; their row total
+
+    def planned(upto: int) -> int:
+        return rows_before + sum(done[k][1] if k in done else expect
+                                 for k in range(frontier, upto))
+
     while True:
-        while (end is None or next_part < end) and len(pending) < window:
+        while ((end is None or next_part < end) and len(pending) < window
+               and (n_rows is None or planned(next_part) < n_rows)):
             budgets[next_part] = None if n_rows is None else n_rows - rows_before
             pending[submit(next_part, budgets[next_part])] = next_part
             next_part += 1

@@ -200,6 +200,6 @@ def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
             users, rows = write_batches(model, tmp, job, job.batches(), n_rows, on_batch)
             return SampleStats(users, rows, 1)
         tmp.mkdir()
-        per_part = parts.batches_per_part(model, job, rows_per_file or parts.DEFAULT_PART_ROWS)
-        return parts.write_parts(model, model_dir, tmp, job, per_part, n_rows, workers,
+        return parts.write_parts(model, model_dir, tmp, job,
+                                 rows_per_file or parts.DEFAULT_PART_ROWS, n_rows, workers,
                                  on_batch)
