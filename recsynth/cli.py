@@ -341,14 +341,17 @@ def fit(
 @app.command()
 def sample(
     model_dir: Annotated[str, typer.Argument(help="Model directory from `recsynth fit`.")],
-    out: Annotated[str, typer.Option(help="Output Parquet file (or directory with "
-                                          "--rows-per-file).")],
+    out: Annotated[str, typer.Option(help="Output Parquet file (a directory of parts with "
+                                          "--rows-per-file or --workers > 1).")],
     users: Annotated[Optional[int], typer.Option(help="Number of synthetic users.")] = None,
     rows: Annotated[Optional[int], typer.Option(
         help="Approximate number of rows instead of --users.")] = None,
     batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
     rows_per_file: Annotated[Optional[int], typer.Option(
         help="Write a directory of part files of about this many rows.")] = None,
+    workers: Annotated[int, typer.Option(
+        help="Worker processes, each writing its own part files (1 M rows each unless "
+             "--rows-per-file); the output is the same for any worker count.")] = 1,
     where: Where = None,
     activity: Activity = None,
     min_items: MinItems = None,
@@ -370,6 +373,8 @@ def sample(
         raise UsageError(f"--rows must be at least 1 (got {rows})")
     if rows_per_file is not None and rows_per_file < 1:
         raise UsageError(f"--rows-per-file must be at least 1 (got {rows_per_file})")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {workers})")
     request = Request(parse_where(where or []), activity, min_items, max_items)
     io.check_writable(out, overwrite)
     model = load_model(model_dir)
@@ -387,7 +392,8 @@ def sample(
 
         stats = sample_to_parquet(model, out, seed=seed, batch_users=batch_users,
                                   n_users=users, n_rows=rows, rows_per_file=rows_per_file,
-                                  overwrite=overwrite, shaping=shaping, on_batch=on_batch)
+                                  overwrite=overwrite, shaping=shaping, workers=workers,
+                                  model_dir=model_dir, on_batch=on_batch)
     if not quiet:
         stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,
                      highlight=False)

@@ -46,7 +46,7 @@ def _gumbel_top(logits: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
         empty = torch.zeros(0, dtype=torch.long)
         return empty, empty
     u = torch.rand(logits.shape, generator=gen, dtype=logits.dtype).clamp_(1e-12, 1 - 1e-7)
-    keys = logits - torch.log(-torch.log(u))
+    keys = torch.sub(logits, u.log_().neg_().log_(), out=u)  # in place: no fresh pages
     # users grouped by count rounded up to a power of two, each group with its own k:
     # a few heavy users must not make every row pay for a top-k over most of the catalog
     bucket = torch.ceil(torch.log2(counts.clamp_min(1).double())).long()
@@ -56,7 +56,8 @@ def _gumbel_top(logits: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
         if len(rows) == 0:
             continue
         kb = min(int(counts[rows].max()), keys.shape[1])
-        top = torch.topk(keys[rows], kb, dim=1, sorted=True).indices
+        block = keys if len(rows) == len(keys) else keys[rows]
+        top = torch.topk(block, kb, dim=1, sorted=True).indices
         keep = torch.arange(kb)[None, :] < counts[rows][:, None]
         out_rows.append(rows[:, None].expand(-1, kb)[keep])
         out_items.append(top[keep])
@@ -72,13 +73,13 @@ def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
     total, liked_n = counts_from_codes(x, form, n_items)
     scale = 1.0 / temperature
     if liked_n is None:
-        logits = (z @ factors.T) * scale + bias
+        logits = (z @ factors.T).mul_(scale).add_(bias)
         rows, items = _gumbel_top(logits, total, gen)
         order = torch.argsort(rows * n_items + items)
         return DecodedUsers(rows[order].numpy(), items[order].numpy(), None, len(x))
-    liked_logits = (z @ factors[:n_items].T) * scale + bias[:n_items]
+    liked_logits = (z @ factors[:n_items].T).mul_(scale).add_(bias[:n_items])
     lrows, litems = _gumbel_top(liked_logits, liked_n, gen)
-    other_logits = (z @ factors[n_items:].T) * scale + bias[n_items:]
+    other_logits = (z @ factors[n_items:].T).mul_(scale).add_(bias[n_items:])
     # a liked item is not drawn again as 'other'; tail slots are ordinal per channel, so
     # liked slot j (one tail item) leaves other slot j (another) free
     if form.n_head is None:

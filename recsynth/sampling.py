@@ -8,8 +8,10 @@ an interrupted run leaves nothing behind.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -114,50 +116,95 @@ def _whole_users_up_to(frame: pl.DataFrame, user_col: str, wanted: int) -> pl.Da
     return frame.head(int(ends[np.searchsorted(ends, wanted)]))
 
 
+@dataclass(frozen=True)
+class Job:
+    """What every batch of one run shares; picklable, since it travels to worker processes.
+
+    `n_users` None means rows mode: batches go on until a row budget is met.
+    """
+
+    seed: int
+    batch_users: int
+    n_users: int | None
+    shaping: Shaping = PLAIN
+
+    @property
+    def n_batches(self) -> int | None:
+        return None if self.n_users is None else -(-self.n_users // self.batch_users)
+
+    def size(self, batch: int) -> int:
+        """Users in batch `batch` (the last batch of a --users run may be short)."""
+        if self.n_users is None:
+            return self.batch_users
+        return min(self.batch_users, self.n_users - batch * self.batch_users)
+
+    def batches(self, first: int = 0, stop: int | None = None) -> Iterator[int]:
+        last = self.n_batches
+        if stop is not None:
+            last = stop if last is None else min(last, stop)
+        return iter(range(first, last)) if last is not None else itertools.count(first)
+
+
+def write_batches(model: Model, path: Path, job: Job, batches: Iterable[int],
+                  budget: int | None = None,
+                  on_batch: Callable[[int, int], None] = lambda users, rows: None
+                  ) -> tuple[int, int]:
+    """Batches in order into one Parquet file (a row group each); with a row `budget`, whole
+    users until at least that many rows. Returns (users, rows)."""
+    user_col = model.schema.user_col
+    writer: pq.ParquetWriter | None = None
+    users = rows = 0
+    try:
+        for b in batches:
+            if budget is not None and rows >= budget:
+                break
+            frame = generate_batch(model, job.seed, b, b * job.batch_users, job.size(b),
+                                   job.shaping)
+            if budget is not None:
+                frame = _whole_users_up_to(frame, user_col, budget - rows)
+            users += frame.get_column(user_col).n_unique()
+            table = frame.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+            on_batch(users, rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    return users, rows
+
+
 def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
                       n_users: int | None = None, n_rows: int | None = None,
                       rows_per_file: int | None = None, overwrite: bool = False,
-                      shaping: Shaping = PLAIN,
+                      shaping: Shaping = PLAIN, workers: int = 1,
+                      model_dir: str | os.PathLike[str] | None = None,
                       on_batch: Callable[[int, int], None] = lambda users, rows: None
                       ) -> SampleStats:
-    """Exactly `n_users` users, or whole users until at least `n_rows` rows."""
+    """Exactly `n_users` users, or whole users until at least `n_rows` rows.
+
+    One file, or with `rows_per_file` or `workers` > 1 a directory of parts that is the same
+    whatever the worker count (see parts.py); workers load the model from `model_dir`.
+    """
+    from recsynth import parts
+
     if (n_users is None) == (n_rows is None):
         raise UsageError("give exactly one of --users N or --rows N")
     if (n_users if n_users is not None else n_rows) < 1:
         raise UsageError("--users / --rows must be at least 1")
     if batch_users < 1:
         raise UsageError(f"--batch-users must be at least 1 (got {batch_users})")
-    user_col = model.schema.user_col
-    rows = files = users = 0
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {workers})")
+    if workers > 1 and model_dir is None:
+        raise UsageError("sampling with workers needs the model directory")
+    job = Job(seed, batch_users, n_users, shaping)
     with io.atomic_path(out, overwrite) as tmp:
-        if rows_per_file is not None:
-            tmp.mkdir()
-        writer: pq.ParquetWriter | None = None
-        in_file = 0
-        for b in itertools.count():
-            start = b * batch_users
-            if n_users is not None and start >= n_users:
-                break
-            if n_rows is not None and rows >= n_rows:
-                break
-            n = batch_users if n_users is None else min(batch_users, n_users - start)
-            frame = generate_batch(model, seed, b, start, n, shaping)
-            if n_rows is not None:
-                frame = _whole_users_up_to(frame, user_col, n_rows - rows)
-            users += frame.get_column(user_col).n_unique()
-            table = frame.to_arrow()
-            if writer is not None and rows_per_file is not None and in_file >= rows_per_file:
-                writer.close()
-                writer = None
-            if writer is None:
-                path = tmp / f"part-{files:05d}.parquet" if rows_per_file is not None else tmp
-                writer = pq.ParquetWriter(str(path), table.schema)
-                files += 1
-                in_file = 0
-            writer.write_table(table)
-            rows += table.num_rows
-            in_file += table.num_rows
-            on_batch(users, rows)
-        if writer is not None:
-            writer.close()
-    return SampleStats(users, rows, files)
+        if rows_per_file is None and workers == 1:
+            users, rows = write_batches(model, tmp, job, job.batches(), n_rows, on_batch)
+            return SampleStats(users, rows, 1)
+        tmp.mkdir()
+        return parts.write_parts(model, model_dir, tmp, job,
+                                 rows_per_file or parts.DEFAULT_PART_ROWS, n_rows, workers,
+                                 on_batch)

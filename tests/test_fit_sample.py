@@ -155,7 +155,7 @@ def test_rows_and_part_files(model_dir: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "parts"
     code, _, _ = run(["sample", str(model_dir), "--rows", "3000", "--batch-users", "8",
-                      "--rows-per-file", "1000", "--out", str(out), "-q"], capsys)
+                      "--rows-per-file", "500", "--out", str(out), "-q"], capsys)
     assert code == 0
     parts = sorted(out.glob("*.parquet"))
     assert len(parts) >= 2
