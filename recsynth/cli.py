@@ -291,6 +291,20 @@ def fit(
     user_col: UserCol = None,
     item_col: ItemCol = None,
     time_col: TimeCol = None,
+    epsilon: Annotated[Optional[float], typer.Option(
+        help="Train a user-level (ε, δ)-differentially private model with this ε "
+             "(see README: what it covers).")] = None,
+    delta: Annotated[Optional[float], typer.Option(
+        help="δ of --epsilon (default min(1e-5, 0.1/users); must be < 1/users).")] = None,
+    max_grad_norm: Annotated[float, typer.Option(
+        help="DP-SGD per-user gradient clipping bound (with --epsilon).")] =
+        ModelConfig.max_grad_norm,
+    noise_multiplier: Annotated[str, typer.Option(
+        help="DP-SGD noise multiplier, or auto: the least that fits --epochs in the "
+             "budget.")] = "auto",
+    public_catalog: Annotated[bool, typer.Option(
+        "--public-catalog", help="With --epsilon: the log's item keys are public (a product "
+                                 "catalog), so no budget is spent hiding rare items.")] = False,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
@@ -306,14 +320,18 @@ def fit(
     budget = parse_duration(time_budget) if time_budget is not None else None
     config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
-                         max_dcr_share=max_dcr_share, max_items=max_items, seed=seed)
+                         max_dcr_share=max_dcr_share, max_items=max_items, seed=seed,
+                         epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm,
+                         noise_multiplier=_noise_multiplier(noise_multiplier),
+                         dp_public_catalog=public_catalog)
 
     with StageReporter(stderr, quiet=quiet) as report:
         report("device: cpu")
 
         def on_epoch(record: dict) -> None:
             parts = [f"epoch {record['epoch']}/{epochs}"]
-            for key, label in (("loss_d", "D"), ("loss_g", "G"), ("check_ndcg10", "check")):
+            for key, label in (("loss_d", "D"), ("loss_g", "G"), ("check_ndcg10", "check"),
+                               ("epsilon", "ε")):
                 if record.get(key) is not None:
                     parts.append(f"{label} {record[key]:.4f}")
             report("  ".join(parts))
@@ -323,6 +341,15 @@ def fit(
                          items_table=items, time_budget=budget, resume=resume,
                          overwrite=overwrite, on_stage=report, on_epoch=on_epoch)
     typer.echo(str(path))
+
+
+def _noise_multiplier(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--noise-multiplier {text!r}: expected a number or auto") from None
 
 
 @app.command()
