@@ -49,9 +49,9 @@ class ModelConfig:
     noise_multiplier: float | None = None  # DP-SGD noise; None: the least that fits the budget
     dp_batch_size: int = 64  # expected users per DP-SGD step (Poisson rate = this / users)
     dp_max_items: int = 1000  # items released (by noisy count) and modelled in DP mode
-    dp_count_cap: int = 32  # (channel, item) pairs one user adds to the noisy item counts
+    dp_count_cap: int = 16  # (channel, item) pairs one user adds to the noisy item counts
     dp_public_catalog: bool = False  # item keys are public: no noisy threshold on them
-    dp_preprocess_share: float = 0.3  # share of ε (alone) for the preprocessing releases
+    dp_preprocess_share: float = 0.5  # share of ε (alone) for the preprocessing releases
 
 
 TEMPERATURE_GRID = (0.003, 0.005, 0.01, 0.015, 0.02)

@@ -12,7 +12,7 @@
 | row model (every other column)   | fitted on a surrogate log built from released items and a noisy rating histogram; other columns null |
 | conditions (--where)             | not fitted                                               |
 
-Every noisy release is a Gaussian mechanism with noise multiplier `plan.pre_sigma` on a
+Every noisy release is a Gaussian mechanism with noise multiplier σ₀/√w (see WEIGHTS) on a
 per-user term of L2 norm ≤ 1; the DP-SGD steps add to the same Opacus RDP history.
 """
 
@@ -40,6 +40,11 @@ from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema
 from recsynth.train import EpochCallback, TrainResult, sample_codes, whiten
 
+# RDP weight of each release: block k gets noise σ₀/√w_k, and all of them together cost as
+# much as Σw releases at σ₀ (one Opacus history entry). Item counts and the Gram carry
+# most of the utility, so they get most of the preprocessing budget.
+WEIGHTS = {"counts": 3, "activity": 1, "liked_share": 1, "gram": 3, "row_sum": 1,
+           "rating_values": 1}
 VALUE_CAP = 8  # distinct rating values one user contributes to the value histogram
 SURROGATE_ROWS = 20  # rows per released item in the row model's surrogate log
 SYNTHETIC_KEY_START = {"Int8": 100, "Int16": 20_000, "Int32": 1_000_000_000}
@@ -64,14 +69,16 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
         raise UsageError("--epsilon with a rating column needs --like-threshold (the "
                          "default reads the real mean rating)")
     n_users = frame.get_column(schema.user_col).n_unique()
-    blocks = 4 + 2 * rated  # counts, activity, Gram, row sum (+ liked share, rating values)
+    used = [k for k in WEIGHTS if rated or k not in ("liked_share", "rating_values")]
+    blocks = sum(WEIGHTS[k] for k in used)
     plan = plan_budget(config.epsilon, config.delta, n_users, config.dp_batch_size,
                        config.epochs, config.noise_multiplier, config.dp_preprocess_share,
                        blocks, rated + (not config.dp_public_catalog))
     rng = np.random.default_rng([config.seed, 41])
-    sigma = plan.pre_sigma
+    sigma = {k: plan.pre_sigma / np.sqrt(WEIGHTS[k]) for k in used}
     delta_thr = THRESHOLD_DELTA_SHARE * plan.delta
-    on_stage(f"DP preprocessing: {blocks} Gaussian releases at noise multiplier {sigma:.3g}; "
+    on_stage(f"DP preprocessing: {len(used)} Gaussian releases at noise multipliers "
+             f"{', '.join(f'{v:.3g}' for v in sigma.values())}; "
              f"DP-SGD noise multiplier {plan.sgd_sigma:.3g}, sample rate "
              f"{plan.sample_rate:.3g}, {plan.epochs} epochs")
     enc = encode_users(frame, schema, catalog, config.like_threshold, "data")
@@ -81,37 +88,42 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
     # item vocabulary and per-channel counts: ≤ cap (channel, item) pairs per user
     cap = config.dp_count_cap
     pairs = mech.capped_rows(enc.stacked(), cap, rng)
-    counts = mech.noisy_sum(pairs / np.sqrt(cap), sigma, rng) * np.sqrt(cap)
+    counts = mech.noisy_sum(pairs / np.sqrt(cap), sigma["counts"], rng) * np.sqrt(cap)
     per_item = counts.reshape(n_ch, n_cat).sum(axis=0)
-    tau = 0.0 if config.dp_public_catalog else \
-        mech.release_threshold(sigma * np.sqrt(cap * n_ch), 1.0, delta_thr, cap)
-    released = np.flatnonzero(per_item >= tau) if tau else np.arange(n_cat)
+    sd_item = sigma["counts"] * np.sqrt(cap * n_ch)
+    # public catalog: keep the items above the noise floor (post-processing); else a
+    # threshold that a key held by one user clears with probability ≤ its δ share
+    tau = 2.0 * sd_item if config.dp_public_catalog else \
+        mech.release_threshold(sd_item, 1.0, delta_thr, cap)
+    released = np.flatnonzero(per_item >= tau)
     released = np.sort(released[np.argsort(-per_item[released], kind="stable")
                                  [:config.dp_max_items]])
     if len(released) < 2:
         raise UsageError(f"--epsilon {config.epsilon:g}: no more than {len(released)} items "
                          f"clear the noisy-count threshold ({tau:.0f} users); raise --epsilon")
 
+    enc = _restricted(enc, released)  # activity and shares count released items only
     # copula marginals from noisy histograms on public bins
     act_hist = mech.histogram(enc.activity.astype(np.float64), mech.ACTIVITY_EDGES)
-    act_hist = np.clip(act_hist + rng.normal(0.0, sigma, act_hist.shape), 0.0, None)
+    act_hist = mech.denoised(act_hist + rng.normal(0.0, sigma["activity"], act_hist.shape),
+                             sigma["activity"])
     n_hat = max(2.0, float(act_hist.sum()))
     activity = mech.marginal_from_histogram(act_hist, np.log(mech.ACTIVITY_EDGES))
     share_m = None
     if enc.liked_share is not None:
         share_hist = mech.histogram(enc.liked_share, mech.SHARE_EDGES)
         share_m = mech.marginal_from_histogram(
-            share_hist + rng.normal(0.0, sigma, share_hist.shape), mech.SHARE_EDGES)
+            mech.denoised(share_hist + rng.normal(0.0, sigma["liked_share"], share_hist.shape),
+                          sigma["liked_share"]), mech.SHARE_EDGES)
 
     # item factors and the code distribution: noisy Gram + noisy row sum of unit rows
     on_stage(f"{len(released)} of {n_cat} items released (threshold {tau:.1f}); "
              "item factors from a noisy Gram matrix")
-    x = row_normalised(sp.hstack([c[:, released] for c in enc.channels], format="csr")
-                       .astype(np.float64))
-    gram = mech.noisy_gram(x, sigma, rng)
-    row_sum = mech.noisy_sum(x, sigma, rng)
+    x = row_normalised(enc.stacked().astype(np.float64))
+    gram = mech.noisy_gram(x, sigma["gram"], rng)
+    row_sum = mech.noisy_sum(x, sigma["row_sum"], rng)
     max_rank = config.rank if config.rank is not None else auto_rank(int(n_hat))
-    eigvals, v = mech.top_factors(gram, sigma, max(1, min(max_rank, x.shape[1] - 1)))
+    eigvals, v = mech.top_factors(gram, sigma["gram"], max(1, min(max_rank, x.shape[1] - 1)))
     form = _code_gaussian(v, eigvals, row_sum, n_hat, activity, share_m, n_ch)
     codes = np.column_stack([np.asarray(x @ v), *_copula_scores(enc, form)])
 
@@ -125,14 +137,16 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
 
     on_stage("calibrating item frequencies to the noisy counts; row model from a surrogate")
     total_hat = float((act_hist * np.exp(_centres(np.log(mech.ACTIVITY_EDGES)))).sum())
-    scale = max(1.0, total_hat / max(float(counts.sum()), 1.0))  # capped heavy users
-    target = np.clip(counts.reshape(n_ch, n_cat)[:, released] * scale, 0.0, None).ravel()
+    target = counts.reshape(n_ch, n_cat)[:, released]
+    scale = max(1.0, total_hat / max(float(target.sum()), 1.0))  # capped heavy users
+    target = np.clip(target * scale, 0.0, None).ravel()
     temperature = config.temperature or DEFAULT_TEMPERATURE
     form = calibrate_item_bias(form, lambda n, g: sample_codes(generator, form, n, g), target,
                                int(n_hat), temperature, len(released), config.seed + 1,
                                config.calibration_steps)
     dp_catalog = catalog.gather(released)
-    surrogate = _surrogate_log(frame, schema, dp_catalog, config, sigma, delta_thr, rng)
+    surrogate = _surrogate_log(frame, schema, dp_catalog, config,
+                               sigma.get("rating_values", 0.0), delta_thr, rng)
     rowmodel = RowModel.fit(surrogate, schema, dp_catalog, config.like_threshold)
     steps = plan.steps_per_epoch * result.best_epoch
     spent = plan.spent(steps)
@@ -142,7 +156,7 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
                "epsilon_target": config.epsilon, "mechanism": MECHANISM,
                "accountant": ACCOUNTANT, "unit": "user (all of one user's rows)",
                "delta_split": {"rdp": plan.delta_rdp, "thresholds": plan.delta - plan.delta_rdp},
-               "preprocessing": {"noise_multiplier": sigma, "releases": blocks,
+               "preprocessing": {"noise_multipliers": sigma, "rdp_weights": blocks,
                                  "share_of_epsilon": config.dp_preprocess_share,
                                  "count_cap": cap, "item_threshold": round(tau, 3)},
                "dp_sgd": {"noise_multiplier": plan.sgd_sigma, "sample_rate": plan.sample_rate,
@@ -178,6 +192,14 @@ def _code_gaussian(v: np.ndarray, eigvals: np.ndarray, row_sum: np.ndarray, n_ha
     chol = np.linalg.cholesky(cov + 1e-9 * np.eye(dim))
     return ClosedForm(v, np.zeros(v.shape[0]), mean, chol, np.ones(1), mean[None], chol[None],
                       activity, share_m, n_ch)
+
+
+def _restricted(enc: EncodedUsers, released: np.ndarray) -> EncodedUsers:
+    """Users over the released items only; activity at least 1 (the public bins' floor)."""
+    channels = tuple(c[:, released].tocsr() for c in enc.channels)
+    n = sum(np.diff(c.indptr) for c in channels)
+    share = None if enc.liked_share is None else np.diff(channels[0].indptr) / np.maximum(n, 1)
+    return EncodedUsers(enc.users, channels, np.maximum(n, 1).astype(np.int64), share)
 
 
 def _copula_scores(enc: EncodedUsers, form: ClosedForm) -> list[np.ndarray]:

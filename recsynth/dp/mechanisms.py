@@ -14,9 +14,9 @@ from scipy.special import ndtri
 from recsynth.encode import N_KNOTS, Marginal
 
 # public bins (no data read to place them): activity 1 … 100,000 items, liked share 0 … 1
-ACTIVITY_EDGES = np.unique(np.round(np.logspace(0, 5, 161))) + 0.5
-ACTIVITY_EDGES = np.concatenate([[0.5], ACTIVITY_EDGES])
-SHARE_EDGES = np.linspace(0.0, 1.0, 41)
+# (few bins: every bin gets its own noise, so empty ones add phantom users)
+ACTIVITY_EDGES = np.concatenate([[0.5], np.unique(np.round(np.logspace(0, 5, 41))) + 0.5])
+SHARE_EDGES = np.linspace(0.0, 1.0, 21)
 
 
 def noisy_sum(per_user: sp.csr_matrix | np.ndarray, sigma: float,
@@ -52,6 +52,15 @@ def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """One count per user in its bin (values outside the public range go to the end bins)."""
     idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
     return np.bincount(idx, minlength=len(edges) - 1).astype(np.float64)
+
+
+def denoised(noisy: np.ndarray, sd: float) -> np.ndarray:
+    """Bins below twice the noise sd set to 0 (else empty bins' noise piles up into
+    phantom mass); if none is left, the largest bin alone."""
+    out = np.where(noisy >= 2.0 * sd, noisy, 0.0)
+    if not out.any():
+        out[int(np.argmax(noisy))] = 1.0
+    return out
 
 
 def marginal_from_histogram(counts: np.ndarray, edges: np.ndarray) -> Marginal:
