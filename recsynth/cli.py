@@ -95,7 +95,8 @@ def evaluate(
     html: Annotated[Optional[str], typer.Option(
         help="Also write a self-contained HTML report with plots here.")] = None,
     model: Annotated[Optional[str], typer.Option(
-        help="Model directory from `recsynth fit`: adds its training curves to --html.")] = None,
+        help="Model directory from `recsynth fit`: adds its training curves to --html, and "
+             "a DP model's (ε, δ) beside the privacy attacks.")] = None,
     min_rating: Annotated[Optional[float], typer.Option(
         help="Only rows rated at least this count as positives for utility.")] = None,
     k: Annotated[str, typer.Option("--k", help="Cut-offs K, comma-separated.")] =
@@ -138,6 +139,9 @@ def evaluate(
     if out is not None:
         io.check_writable(out, overwrite)
     history = _html_inputs(html, model, out, overwrite)
+    from recsynth.dp.report import dp_guarantee
+
+    guarantee = dp_guarantee(model)
     config = EvalConfig(ks=ks, recommenders=recs, min_rating=min_rating, seed=seed)
 
     with StageReporter(stderr, quiet=quiet) as report:
@@ -146,6 +150,8 @@ def evaluate(
                              item_col=item_col, time_col=time_col, users_table=users,
                              min_rating=min_rating, augmented=augmented)
         result, details = evaluate_with_details(inputs, config, on_stage=report)
+        if guarantee is not None:
+            result["privacy"]["guarantee"] = guarantee
         check_paths(gates, result)
         result["gates"] = apply_gates(gates, result)
         if html is not None:  # rendered before anything is written: a failure leaves nothing
@@ -184,8 +190,11 @@ def _html_inputs(html: str | None, model: str | None, out: str | None,
     from pathlib import Path
 
     if html is None:
-        if model is not None:
-            raise UsageError("--model adds training curves to the HTML report: pass --html too")
+        from recsynth.dp.report import dp_guarantee
+
+        if model is not None and dp_guarantee(model) is None:
+            raise UsageError("--model adds training curves to the HTML report (or a DP "
+                             "model's guarantee): pass --html too")
         return None
     from recsynth.report.html import check_html_path
 
