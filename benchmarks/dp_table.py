@@ -31,8 +31,9 @@ def main() -> None:
     args = ap.parse_args()
     cg.DATA = args.data
     rows = []
-    print("| dataset | ε | reported ε (δ) | EASE TSTR | MIA AUC | DCR share | copies | copies ≥ 5 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| dataset | ε | reported ε (δ) | items, rank | EASE TSTR | MIA AUC | DCR share "
+          "| copies | copies ≥ 5 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
         for eps in args.epsilons.split(","):
             fit_args = [] if eps == "inf" else ["--epsilon", eps, "--public-catalog"]
@@ -43,11 +44,13 @@ def main() -> None:
                 report = json.loads((Path(tmp) / "report.json").read_text())
                 manifest = json.loads((Path(tmp) / "model" / "manifest.json").read_text())
             priv = manifest.get("privacy")
-            r.update(dataset=name, epsilon=eps, copies=report["privacy"]["exact_copy_share"] or 0.0,
+            r.update(dataset=name, epsilon=eps,
+                     copies=report["privacy"]["exact_copy_share"] or 0.0,
                      reported=None if priv is None else [priv["epsilon"], priv["delta"]])
             rows.append(r)
             rep = "∞" if priv is None else f"{priv['epsilon']:.2f} ({priv['delta']:.1g})"
-            print(f"| {name} | {eps} | {rep} | {r['tstr']:.3f} | {r['mia_auc']:.3f} | "
+            shape = f"{manifest['modelled_items']}, {manifest['config']['rank']}"
+            print(f"| {name} | {eps} | {rep} | {shape} | {r['tstr']:.3f} | {r['mia_auc']:.3f} | "
                   f"{r['dcr_share']:.3f} | {r['copies']:.3f} | {r['copies_5plus']:.3f} |",
                   flush=True)
     if args.out is not None:

@@ -136,5 +136,9 @@ def plan_budget(epsilon: float, delta: float | None, n_users: int, batch_size: i
         raise UsageError(f"--epsilon {epsilon:g}: too small a budget for one epoch at "
                          f"--noise-multiplier {noise_multiplier:g} (one epoch spends "
                          f"ε = {plan.spent(per_epoch):.3g}); raise one of them")
-    affordable = max(e for e in range(1, epochs + 1) if plan.affords(e * per_epoch))
+    lo, hi = 1, epochs  # the most epochs it affords (ε grows with steps): bisection
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if plan.affords(mid * per_epoch) else (lo, mid - 1)
+    affordable = lo
     return BudgetPlan(**{**plan.__dict__, "epochs": affordable})

@@ -1,16 +1,18 @@
 """`fit --epsilon`: every fitted component from DP releases or public choices.
 
-| component (non-private)          | DP mode                                                  |
-|----------------------------------|----------------------------------------------------------|
-| catalog, head items (all items)  | items whose noisy user count clears a threshold, or the log's items when declared public (`--public-catalog`); the top `dp_max_items` by noisy count |
-| item counts (calibration target) | the same noisy counts, per channel                      |
-| activity / liked-share copula    | noisy histograms on public bins                          |
-| SVD item factors                 | eigenvectors of a noisy Gram matrix (Analyze Gauss)       |
-| Gaussian mixture over codes      | one Gaussian: moments from the noisy Gram + noisy row sum |
-| WGAN-GP PacGAN critic            | DP-SGD critic (Opacus), pac 1, weight clipping           |
-| held-out check, temperature search | none: last epoch within budget, fixed temperature      |
-| row model (every other column)   | fitted on a surrogate log built from released items and a noisy rating histogram; other columns null |
-| conditions (--where)             | not fitted                                               |
+What each non-private component becomes:
+
+- catalog / head items → items whose noisy user count clears a threshold (or, with
+  `--public-catalog`, the log's items above the noise floor); the top `dp_max_items`.
+- item counts (calibration target) → the same noisy counts, per channel.
+- activity / liked-share copula → noisy histograms on public bins (released items only).
+- SVD item factors → eigenvectors of a noisy Gram matrix (Analyze Gauss).
+- Gaussian mixture over codes → one Gaussian: moments from the noisy Gram and row sum.
+- WGAN-GP PacGAN critic → DP-SGD critic (Opacus), pac 1, weight clipping.
+- held-out check, temperature search → none: last epoch within budget, fixed temperature.
+- row model → fitted on a surrogate log of released items with ratings from a noisy
+  histogram of rating values; every other column comes out null.
+- conditions (--where) → not fitted.
 
 Every noisy release is a Gaussian mechanism with noise multiplier σ₀/√w (see WEIGHTS) on a
 per-user term of L2 norm ≤ 1; the DP-SGD steps add to the same Opacus RDP history.

@@ -64,11 +64,15 @@ def denoised(noisy: np.ndarray, sd: float) -> np.ndarray:
 
 
 def marginal_from_histogram(counts: np.ndarray, edges: np.ndarray) -> Marginal:
-    """Quantile knots of a (noisy, clamped) histogram, linear within bins."""
-    mass = np.clip(counts, 0.0, None) + 1e-9
+    """Quantile knots of a (noisy, clamped) histogram, linear within its non-empty bins."""
+    mass = np.clip(counts, 0.0, None)
+    if mass.sum() <= 0:
+        mass = np.ones_like(mass)
     cdf = np.concatenate([[0.0], np.cumsum(mass)]) / mass.sum()
-    knots = np.interp(np.linspace(0.0, 1.0, N_KNOTS), cdf, edges)
-    return Marginal(knots)
+    probs = np.clip(np.linspace(0.0, 1.0, N_KNOTS), 1e-12, 1.0)
+    i = np.clip(np.searchsorted(cdf, probs, side="left") - 1, 0, len(mass) - 1)
+    frac = np.clip((probs - cdf[i]) / np.maximum(cdf[i + 1] - cdf[i], 1e-300), 0.0, 1.0)
+    return Marginal(edges[i] + frac * (edges[i + 1] - edges[i]))
 
 
 def scores_from_marginal(values: np.ndarray, marginal: Marginal) -> np.ndarray:
