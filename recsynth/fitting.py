@@ -239,15 +239,16 @@ def _save_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,
                   overwrite: bool, on_stage: Callable[[str], None], on_epoch: EpochCallback,
                   time_budget: float | None) -> Path:
     """`fit --epsilon`: the DP pipeline (recsynth/dp/fit.py), saved like any model; the
-    manifest records only released counts and the privacy guarantee."""
+    manifest records only released counts, input paths and the privacy guarantee."""
     from recsynth.dp.fit import fit_private
 
     tick = time.monotonic()
     p = fit_private(frame, schema, catalog, config, on_stage, on_epoch, time_budget)
     model = Model(p["config"], schema, p["config"].like_threshold, p["catalog"], p["form"],
                   p["generator"], p["critic"], p["rowmodel"], p["user_key"], p["space"], None)
-    manifest = {"inputs": inputs, "versions": versions(), "seed": config.seed,
-                "device": "cpu", "started_unix": round(started, 3),
+    # input paths only: a file's size or hash is a function of the data, not DP
+    manifest = {"inputs": [{"path": f["path"]} for f in inputs], "versions": versions(),
+                "seed": config.seed, "device": "cpu", "started_unix": round(started, 3),
                 "timings_s": {"fit": round(time.monotonic() - tick, 3)},
                 "users": {"fit_noisy": p["users"], "check": 0}, "items": p["items"],
                 "modelled_items": p["items"], "best_epoch": p["result"].best_epoch,

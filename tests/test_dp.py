@@ -99,6 +99,8 @@ def test_dp_model_records_its_guarantee_and_epsilon_per_epoch(dp_model: Path) ->
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert eps == sorted(eps) and eps[-1] == pytest.approx(priv["epsilon"], abs=1e-3)
     assert "rows" not in manifest  # exact counts of the real log are not recorded
+    assert set(manifest["inputs"][0]) == {"path"}  # no size or hash of the data
+    assert all("loss_d" not in h for h in history)  # the critic's real-data loss is not DP
 
 
 def test_dp_model_samples_and_evaluate_prints_the_guarantee(

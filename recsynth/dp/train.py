@@ -76,7 +76,7 @@ def train_dp_gan(real_white: np.ndarray, form: ClosedForm, config: ModelConfig,
         if not plan.affords(steps + len(loader)):
             result.stopped = "privacy budget"
             break
-        d_losses, g_losses = [], []
+        g_losses = []  # the critic's loss on real users is not privatised: never logged
         for (real_b,) in loader:
             fake = white(generate(generator, form, batch, gen)).detach()
             x = torch.cat([real_b, fake])
@@ -89,7 +89,6 @@ def train_dp_gan(real_white: np.ndarray, form: ClosedForm, config: ModelConfig,
             with torch.no_grad():
                 for p in critic.parameters():
                     p.clamp_(-WEIGHT_CLIP, WEIGHT_CLIP)
-            d_losses.append(loss_d.item())
             critic.disable_hooks()  # the generator step reads no real data
             loss_g = -critic(white(generate(generator, form, batch, gen))).mean()
             opt_g.zero_grad(set_to_none=True)
@@ -99,8 +98,7 @@ def train_dp_gan(real_white: np.ndarray, form: ClosedForm, config: ModelConfig,
             opt_d.zero_grad(set_to_none=True)
             g_losses.append(loss_g.item())
         spent = epsilon_of(engine.accountant.history, plan.delta_rdp)
-        record = {"epoch": epoch, "loss_d": float(np.mean(d_losses)),
-                  "loss_g": float(np.mean(g_losses)), "epsilon": round(spent, 4),
+        record = {"epoch": epoch, "loss_g": float(np.mean(g_losses)), "epsilon": round(spent, 4),
                   "seconds": round(clock() - start, 3)}
         result.generator_state = copy.deepcopy(generator.state_dict())
         result.critic_state = copy.deepcopy(critic._module.state_dict())
