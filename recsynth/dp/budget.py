@@ -14,8 +14,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
+import numpy as np
 from opacus.accountants import RDPAccountant
+from opacus.accountants.analysis import rdp as rdp_analysis
 
 from recsynth.errors import UsageError
 
@@ -27,25 +30,38 @@ MAX_NOISE = 200.0  # beyond this noise multiplier the critic's gradients are pur
 History = list[tuple[float, float, int]]
 
 
+ORDERS = tuple(RDPAccountant.DEFAULT_ALPHAS)
+
+
+@lru_cache(maxsize=1024)
+def _rdp_per_step(sigma: float, q: float) -> np.ndarray:
+    """Opacus's RDP of one step at every order; RDP adds up over steps, so one slow
+    evaluation (fractional orders) serves every step count of this (σ, q)."""
+    return np.asarray(rdp_analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=1,
+                                               orders=list(ORDERS)))
+
+
 def epsilon_of(history: History, delta: float) -> float:
-    """ε of the composition of `history` at `delta`, by Opacus's RDP accountant."""
-    if not history:
+    """ε of the composition of `history` at `delta`: what Opacus's `RDPAccountant` with
+    this history returns (the same compute_rdp sum and get_privacy_spent conversion)."""
+    if not any(steps for _, _, steps in history):
         return 0.0
-    accountant = RDPAccountant()
-    accountant.history = list(history)
+    rdp = sum(_rdp_per_step(sigma, q) * steps for sigma, q, steps in history)
     with warnings.catch_warnings():  # "optimal order is the largest alpha": still a bound
         warnings.simplefilter("ignore", UserWarning)
-        return float(accountant.get_epsilon(delta=delta))
+        eps, _ = rdp_analysis.get_privacy_spent(orders=list(ORDERS), rdp=rdp, delta=delta)
+    return float(eps)
 
 
 def _bisect_sigma(spent, target: float, hi: float = 1e4) -> float:
-    """Smallest noise multiplier σ (to 0.5 %) with spent(σ) ≤ target; inf if none ≤ hi."""
+    """Smallest noise multiplier σ ≥ 0.3 (to 1 %) with spent(σ) ≤ target; inf if none ≤
+    hi. (Below 0.3 the RDP bound is loose and the noise useless as protection.)"""
     if spent(hi) > target:
         return math.inf
-    lo = 1e-3
+    lo = 0.3
     if spent(lo) <= target:
         return lo
-    while hi / lo > 1.005:
+    while hi / lo > 1.01:
         mid = math.sqrt(lo * hi)
         lo, hi = (lo, mid) if spent(mid) <= target else (mid, hi)
     return hi
