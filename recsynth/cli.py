@@ -95,7 +95,8 @@ def evaluate(
     html: Annotated[Optional[str], typer.Option(
         help="Also write a self-contained HTML report with plots here.")] = None,
     model: Annotated[Optional[str], typer.Option(
-        help="Model directory from `recsynth fit`: adds its training curves to --html.")] = None,
+        help="Model directory from `recsynth fit`: adds its training curves to --html, and "
+             "a DP model's (ε, δ) beside the privacy attacks.")] = None,
     min_rating: Annotated[Optional[float], typer.Option(
         help="Only rows rated at least this count as positives for utility.")] = None,
     k: Annotated[str, typer.Option("--k", help="Cut-offs K, comma-separated.")] =
@@ -138,6 +139,9 @@ def evaluate(
     if out is not None:
         io.check_writable(out, overwrite)
     history = _html_inputs(html, model, out, overwrite)
+    from recsynth.dp.report import dp_guarantee
+
+    guarantee = dp_guarantee(model)
     config = EvalConfig(ks=ks, recommenders=recs, min_rating=min_rating, seed=seed)
 
     with StageReporter(stderr, quiet=quiet) as report:
@@ -146,6 +150,8 @@ def evaluate(
                              item_col=item_col, time_col=time_col, users_table=users,
                              min_rating=min_rating, augmented=augmented)
         result, details = evaluate_with_details(inputs, config, on_stage=report)
+        if guarantee is not None:
+            result["privacy"]["guarantee"] = guarantee
         check_paths(gates, result)
         result["gates"] = apply_gates(gates, result)
         if html is not None:  # rendered before anything is written: a failure leaves nothing
@@ -184,8 +190,11 @@ def _html_inputs(html: str | None, model: str | None, out: str | None,
     from pathlib import Path
 
     if html is None:
-        if model is not None:
-            raise UsageError("--model adds training curves to the HTML report: pass --html too")
+        from recsynth.dp.report import dp_guarantee
+
+        if model is not None and dp_guarantee(model) is None:
+            raise UsageError("--model adds training curves to the HTML report (or a DP "
+                             "model's guarantee): pass --html too")
         return None
     from recsynth.report.html import check_html_path
 
@@ -295,6 +304,20 @@ def fit(
     user_col: UserCol = None,
     item_col: ItemCol = None,
     time_col: TimeCol = None,
+    epsilon: Annotated[Optional[float], typer.Option(
+        help="Train a user-level (ε, δ)-differentially private model with this ε "
+             "(see README: what it covers).")] = None,
+    delta: Annotated[Optional[float], typer.Option(
+        help="δ of --epsilon (default min(1e-5, 0.1/users); must be < 1/users).")] = None,
+    max_grad_norm: Annotated[float, typer.Option(
+        help="DP-SGD per-user gradient clipping bound (with --epsilon).")] =
+        ModelConfig.max_grad_norm,
+    noise_multiplier: Annotated[str, typer.Option(
+        help="DP-SGD noise multiplier, or auto: the least that fits --epochs in the "
+             "budget.")] = "auto",
+    public_catalog: Annotated[bool, typer.Option(
+        "--public-catalog", help="With --epsilon: the log's item keys are public (a product "
+                                 "catalog), so no budget is spent hiding rare items.")] = False,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
@@ -310,7 +333,10 @@ def fit(
     config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
                          max_dcr_share=max_dcr_share, max_items=max_items,
-                         precision=precision, seed=seed)
+                         precision=precision, seed=seed,
+                         epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm,
+                         noise_multiplier=_noise_multiplier(noise_multiplier),
+                         dp_public_catalog=public_catalog)
 
     world = distributed.start(device)
     try:
@@ -322,7 +348,7 @@ def fit(
             def on_epoch(record: dict) -> None:
                 parts = [f"epoch {record['epoch']}/{epochs}"]
                 for key, label in (("loss_d", "D"), ("loss_g", "G"),
-                                   ("check_ndcg10", "check")):
+                                   ("check_ndcg10", "check"), ("epsilon", "ε")):
                     if record.get(key) is not None:
                         parts.append(f"{label} {record[key]:.4f}")
                 report("  ".join(parts))
@@ -336,6 +362,15 @@ def fit(
         distributed.stop()
     if world.is_main:
         typer.echo(str(path))
+
+
+def _noise_multiplier(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--noise-multiplier {text!r}: expected a number or auto") from None
 
 
 @app.command()

@@ -43,6 +43,16 @@ class ModelConfig:
     precision: str = "fp32"  # fp32, or bf16 autocast for the networks while training
     max_items: int = 20_000  # modelled item columns; rarer items share ordinal tail slots
     seed: int = 0
+    # differential privacy (`fit --epsilon`, recsynth/dp): None = a non-private model
+    epsilon: float | None = None
+    delta: float | None = None  # None: min(1e-5, 0.1 / users)
+    max_grad_norm: float = 1.0  # DP-SGD per-user gradient clipping bound
+    noise_multiplier: float | None = None  # DP-SGD noise; None: the least that fits the budget
+    dp_batch_size: int = 64  # expected users per DP-SGD step (Poisson rate = this / users)
+    dp_max_items: int = 1000  # items released (by noisy count) and modelled in DP mode
+    dp_count_cap: int = 16  # (channel, item) pairs one user adds to the noisy item counts
+    dp_public_catalog: bool = False  # item keys are public: no noisy threshold on them
+    dp_preprocess_share: float = 0.5  # share of ε (alone) for the preprocessing releases
 
 
 TEMPERATURE_GRID = (0.003, 0.005, 0.01, 0.015, 0.02)

@@ -56,6 +56,12 @@ def validate_config(config: ModelConfig) -> None:
         raise UsageError(f"--max-dcr-share must be in [0.5, 1] (got {config.max_dcr_share})")
     if not 0.0 <= config.holdout_frac < 1.0:
         raise UsageError(f"--holdout-frac must be in [0, 1) (got {config.holdout_frac})")
+    if config.epsilon is not None:
+        from recsynth.dp.budget import validate_epsilon
+
+        validate_epsilon(config.epsilon, config.delta)
+        if config.max_grad_norm <= 0:
+            raise UsageError(f"--max-grad-norm must be positive (got {config.max_grad_norm})")
 
 
 def _user_key_info(users: pl.Series) -> dict[str, Any]:
@@ -114,6 +120,11 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     if resume and world.active:
         raise UsageError("--resume under torchrun is not supported yet: resume the run in "
                          "one process, or start the distributed run afresh")
+    if resume and config.epsilon is not None:
+        raise UsageError("--resume is not available with --epsilon (the budget is spent once)")
+    if world.active and config.epsilon is not None:
+        raise UsageError("--epsilon under torchrun is not supported: fit a DP model in one "
+                         "process")
     if resume:
         require_checkpoint(ckpt)
     elif ckpt.is_file():
@@ -137,6 +148,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         raise DataError(f"{data}: need at least 2 users and 2 items to learn from "
                         f"(found {frame.get_column(schema.user_col).n_unique()} users, "
                         f"{len(catalog)} items)")
+    if config.epsilon is not None:
+        return _save_private(frame, schema, catalog, config, inputs, started, out, overwrite,
+                             on_stage, on_epoch, time_budget)
     threshold = config.like_threshold
     if threshold is None and schema.rating_col is not None:
         ratings = frame.get_column(schema.rating_col)
@@ -237,6 +251,32 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     with io.atomic_path(out, overwrite) as tmp:
         save_model(model, tmp, result.history, manifest)
     remove_checkpoint(ckpt)
+    return Path(out)
+
+
+def _save_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,
+                  config: ModelConfig, inputs: list[dict[str, Any]], started: float, out: str,
+                  overwrite: bool, on_stage: Callable[[str], None], on_epoch: EpochCallback,
+                  time_budget: float | None) -> Path:
+    """`fit --epsilon`: the DP pipeline (recsynth/dp/fit.py), saved like any model; the
+    manifest records only released counts, input paths and the privacy guarantee."""
+    from recsynth.dp.fit import fit_private
+
+    tick = time.monotonic()
+    p = fit_private(frame, schema, catalog, config, on_stage, on_epoch, time_budget)
+    model = Model(p["config"], schema, p["config"].like_threshold, p["catalog"], p["form"],
+                  p["generator"], p["critic"], p["rowmodel"], p["user_key"], p["space"], None)
+    # input paths only: a file's size or hash is a function of the data, not DP
+    manifest = {"inputs": [{"path": f["path"]} for f in inputs], "versions": versions(),
+                "seed": config.seed, "device": "cpu", "started_unix": round(started, 3),
+                "timings_s": {"fit": round(time.monotonic() - tick, 3)},
+                "users": {"fit_noisy": p["users"], "check": 0}, "items": p["items"],
+                "modelled_items": p["items"], "best_epoch": p["result"].best_epoch,
+                "stopped": p["result"].stopped, "privacy": p["privacy"],
+                "config": asdict(p["config"])}
+    on_stage("writing the model directory")
+    with io.atomic_path(out, overwrite) as tmp:
+        save_model(model, tmp, p["result"].history, manifest)
     return Path(out)
 
 

@@ -61,6 +61,10 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
     for key, meaning in rows:
         ptable.add_row(key, _fmt(priv.get(key)), _fmt(ref.get(key)), meaning)
     console.print(ptable)
+    if "guarantee" in priv:
+        from recsynth.dp.report import guarantee_line
+
+        console.print(guarantee_line(priv["guarantee"]))
 
     fid = result["fidelity"]
     ftable = Table(title="Fidelity (synthetic vs real train; 0 = identical)")

@@ -1,0 +1,1 @@
+"""Differentially private fitting (`fit --epsilon`): budget, mechanisms, DP-SGD critic."""
