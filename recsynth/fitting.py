@@ -149,6 +149,10 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                         f"(found {frame.get_column(schema.user_col).n_unique()} users, "
                         f"{len(catalog)} items)")
     if config.epsilon is not None:
+        if schema_file is None:
+            on_stage("warning: the schema was inferred from the data (column levels, "
+                     "categorical vs identifier, time unit), which DP does not cover; pass "
+                     "--schema with a schema you chose to make it public")
         return _save_private(frame, schema, catalog, config, inputs, started, out, overwrite,
                              on_stage, on_epoch, time_budget)
     threshold = config.like_threshold

@@ -125,6 +125,11 @@ def _submitter(model: Model, model_dir: str | os.PathLike[str] | None, directory
     if workers == 1:
         yield partial(_now, partial(write_part, model, job, directory, per_part))
         return
+    # polars sizes its thread pool at import, which a spawned worker does before its
+    # initializer runs: the variable must be in the environment it inherits (workers
+    # start lazily, on submit, so it stays set while this block runs)
+    saved = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                initializer=_init_worker,
                                initargs=(os.fspath(model_dir), pickle.dumps(job)))
@@ -135,6 +140,10 @@ def _submitter(model: Model, model_dir: str | os.PathLike[str] | None, directory
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if saved is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = saved
 
 
 def _now(fn: Callable[..., tuple[int, int]], *args: Any) -> Future[tuple[int, int]]:

@@ -128,3 +128,30 @@ def test_training_stops_when_the_budget_is_spent(sample_path: Path, tmp_path: Pa
 def test_non_private_options_are_refused_with_epsilon(sample_path: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--resume"):
         fit_model(str(sample_path), str(tmp_path / "m"), ModelConfig(epsilon=1.0), resume=True)
+
+
+def test_the_seed_does_not_fix_the_mechanisms_noise(sample_path: Path, dp_model: Path,
+                                                     tmp_path: Path) -> None:
+    """The seed is saved with the model: if it fixed the noise, refitting with and without
+    one user would tell whether that user was in the data."""
+    again = tmp_path / "again"
+    fit_model(str(sample_path), str(again), ModelConfig(epsilon=8.0, epochs=3, **SMALL))
+    assert (again / "weights.pt").read_bytes() != (dp_model / "weights.pt").read_bytes()
+    manifest = json.loads((again / "manifest.json").read_text())
+    assert manifest["privacy"]["delta"] == pytest.approx(1e-6)  # public, not 0.1 / n
+
+
+def test_dp_model_with_narrow_unsigned_keys_samples(sample_frame, tmp_path: Path) -> None:
+    import polars as pl
+
+    data = tmp_path / "u32.parquet"
+    users = sample_frame["user_id"].unique().sort()
+    remap = dict(zip(users.to_list(), range(len(users)), strict=True))
+    sample_frame.with_columns(pl.col("user_id").replace_strict(remap).cast(pl.UInt32)) \
+        .write_parquet(data)
+    out = tmp_path / "m"
+    fit_model(str(data), str(out), ModelConfig(epsilon=8.0, epochs=1, **SMALL))
+    syn = tmp_path / "syn.parquet"
+    assert main(["sample", str(out), "--users", "20", "--out", str(syn), "-q"]) == 0
+    keys = pl.read_parquet(syn)["user_id"]
+    assert keys.dtype == pl.UInt32 and keys.n_unique() == 20 and keys.min() > len(users)

@@ -12,6 +12,7 @@ Releasing items and rating values only when their noisy count clears a threshold
 from __future__ import annotations
 
 import math
+import secrets
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -93,9 +94,17 @@ class BudgetPlan:
         return self.spent(steps) <= self.epsilon * (1 + 1e-9)
 
 
+DEFAULT_DELTA = 1e-6  # public: a default computed from n would release n in the manifest
+
+
 def default_delta(n_users: int) -> float:
-    """δ well below 1/n (one user's record may leak with probability ~δ)."""
-    return min(1e-5, 0.1 / n_users)
+    """δ well below 1/n for logs up to 100,000 users; larger ones need --delta."""
+    return DEFAULT_DELTA
+
+
+def noise_seed() -> int:
+    """64 bits from the OS for the mechanisms' noise: unknown to anyone, not saved."""
+    return secrets.randbits(63)
 
 
 def validate_epsilon(epsilon: float, delta: float | None) -> None:

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from recsynth.config import DEFAULT_TEMPERATURE, ModelConfig, auto_rank
 from recsynth.decode import calibrate_item_bias
 from recsynth.dp import mechanisms as mech
-from recsynth.dp.budget import ACCOUNTANT, MECHANISM, THRESHOLD_DELTA_SHARE, plan_budget
+from recsynth.dp.budget import ACCOUNTANT, MECHANISM, THRESHOLD_DELTA_SHARE, noise_seed, plan_budget
 from recsynth.dp.train import WEIGHT_CLIP, train_dp_gan
 from recsynth.encode import EncodedUsers, encode_users
 from recsynth.errors import UsageError
@@ -49,15 +49,17 @@ WEIGHTS = {"counts": 3, "activity": 1, "liked_share": 1, "gram": 3, "row_sum": 1
            "rating_values": 1}
 VALUE_CAP = 8  # distinct rating values one user contributes to the value histogram
 SURROGATE_ROWS = 20  # rows per released item in the row model's surrogate log
-SYNTHETIC_KEY_START = {"Int8": 100, "Int16": 20_000, "Int32": 1_000_000_000}
-DEFAULT_KEY_START = 10**15  # Int64 and wider: synthetic user keys from here up
+def _key_half(dtype: pl.DataType) -> int:
+    """Half the range of an integer key dtype: a public offset, whatever the real keys."""
+    return int(np.iinfo(pl.Series([], dtype=dtype).to_numpy().dtype).max) // 2
 
 
 def dp_user_key_info(users: pl.Series) -> dict[str, Any]:
-    """Synthetic user keys from a fixed public offset (the real maximum key is not read)."""
+    """Synthetic user keys from the upper half of the key dtype (the real maximum key is
+    not read, so nothing about it is released)."""
     dtype = str(users.dtype)
     if users.dtype.is_integer():
-        return {"dtype": dtype, "first_new": SYNTHETIC_KEY_START.get(dtype, DEFAULT_KEY_START)}
+        return {"dtype": dtype, "first_new": _key_half(users.dtype) + 1}
     return {"dtype": dtype, "prefix": "syn-"}
 
 
@@ -76,7 +78,9 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
     plan = plan_budget(config.epsilon, config.delta, n_users, config.dp_batch_size,
                        config.epochs, config.noise_multiplier, config.dp_preprocess_share,
                        blocks, rated + (not config.dp_public_catalog))
-    rng = np.random.default_rng([config.seed, 41])
+    # the mechanisms' noise must be unknown to an attacker: never from --seed, which is
+    # saved in the model (a seeded refit with and without one user would expose them)
+    rng = np.random.default_rng(noise_seed())
     sigma = {k: plan.pre_sigma / np.sqrt(WEIGHTS[k]) for k in used}
     delta_thr = THRESHOLD_DELTA_SHARE * plan.delta
     on_stage(f"DP preprocessing: {len(used)} Gaussian releases at noise multipliers "
@@ -119,8 +123,8 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
                           sigma["liked_share"]), mech.SHARE_EDGES)
 
     # item factors and the code distribution: noisy Gram + noisy row sum of unit rows
-    on_stage(f"{len(released)} of {n_cat} items released (threshold {tau:.1f}); "
-             "item factors from a noisy Gram matrix")
+    on_stage(f"{len(released)} items released (threshold {tau:.1f}); item factors from a "
+             "noisy Gram matrix")
     x = row_normalised(enc.stacked().astype(np.float64))
     gram = mech.noisy_gram(x, sigma["gram"], rng)
     row_sum = mech.noisy_sum(x, sigma["row_sum"], rng)
@@ -129,7 +133,8 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
     form = _code_gaussian(v, eigvals, row_sum, n_hat, activity, share_m, n_ch)
     codes = np.column_stack([np.asarray(x @ v), *_copula_scores(enc, form)])
 
-    on_stage(f"training the DP critic on {n_users} users (rank {v.shape[1]})")
+    on_stage(f"training the DP critic on about {int(n_hat)} users (noisy count; "
+             f"rank {v.shape[1]})")
     result: TrainResult = train_dp_gan(whiten(codes, form), form, config, plan, on_epoch,
                                        time_budget)
     generator = ResidualGenerator(form.dim, config.hidden, 1)
@@ -232,8 +237,10 @@ def _surrogate_log(frame: pl.DataFrame, schema: Schema, dp_catalog: pl.Series,
         item_col = np.repeat(items, int(per.sum()))
     else:
         n_rows, item_col = n_items, items
-    keys = np.arange(n_rows)
     user_dtype = frame.schema[schema.user_col]
+    keys = np.arange(n_rows)
+    if user_dtype.is_integer():  # narrow dtypes (Int8, UInt16…) wrap: still a valid key
+        keys %= max(1, _key_half(user_dtype))
     user = pl.Series(schema.user_col, keys).cast(pl.String if user_dtype == pl.String
                                                  else user_dtype)
     out = {schema.user_col: user,

@@ -30,7 +30,7 @@ from opacus import PrivacyEngine
 from torch.utils.data import DataLoader, TensorDataset
 
 from recsynth.config import ModelConfig
-from recsynth.dp.budget import BudgetPlan, epsilon_of
+from recsynth.dp.budget import BudgetPlan, epsilon_of, noise_seed
 from recsynth.latent import ClosedForm
 from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.train import EpochCallback, TrainResult, Whitener, generate
@@ -54,8 +54,9 @@ def train_dp_gan(real_white: np.ndarray, form: ClosedForm, config: ModelConfig,
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
     data = TensorDataset(torch.from_numpy(real_white).float())
     batch = config.dp_batch_size  # Opacus samples each user with rate 1 / len(loader)
+    # user sampling and gradient noise from fresh OS randomness, never from --seed
     loader = DataLoader(data, batch_size=batch,
-                        generator=torch.Generator().manual_seed(config.seed + 1))
+                        generator=torch.Generator().manual_seed(noise_seed()))
     warnings.filterwarnings("ignore", message="Secure RNG turned off")
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     engine = PrivacyEngine(accountant="rdp")
@@ -63,7 +64,7 @@ def train_dp_gan(real_white: np.ndarray, form: ClosedForm, config: ModelConfig,
     critic, opt_d, loader = engine.make_private(
         module=critic, optimizer=opt_d, data_loader=loader,
         noise_multiplier=plan.sgd_sigma, max_grad_norm=config.max_grad_norm,
-        poisson_sampling=True, noise_generator=torch.Generator().manual_seed(config.seed + 2))
+        poisson_sampling=True, noise_generator=torch.Generator().manual_seed(noise_seed()))
     if loader.sample_rate != plan.sample_rate:  # the budget was planned for another rate
         raise RuntimeError(f"Opacus samples at {loader.sample_rate}, planned {plan.sample_rate}")
     result = TrainResult(copy.deepcopy(generator.state_dict()),
