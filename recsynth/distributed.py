@@ -46,6 +46,14 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
+    def gather_states(self, state: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's RNG state, on every rank (a resumable checkpoint needs them all)."""
+        if not self.active:
+            return [state]
+        states: list[torch.Tensor | None] = [None] * self.size
+        dist.all_gather_object(states, state)
+        return [s for s in states if s is not None]
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

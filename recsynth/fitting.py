@@ -117,9 +117,6 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     validate_config(config)
     io.check_writable(out, overwrite)
     ckpt = checkpoint_path(out)
-    if resume and world.active:
-        raise UsageError("--resume under torchrun is not supported yet: resume the run in "
-                         "one process, or start the distributed run afresh")
     if resume and config.epsilon is not None:
         raise UsageError("--resume is not available with --epsilon (the budget is spent once)")
     if world.active and config.epsilon is not None:

@@ -178,7 +178,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         critic.load_state_dict(resume["critic"])
         opt_g.load_state_dict(resume["opt_g"])
         opt_d.load_state_dict(resume["opt_d"])
-        gen.set_state(resume["rng"])
+        gen.set_state(resume["rng_ranks"][world.rank] if world.active else resume["rng"])
         result = TrainResult(resume["best_generator"], resume["best_critic"],
                              list(resume["history"]), resume["best_epoch"])
         best, stale, step, first = (resume["best"], resume["stale"], resume["step"],
@@ -237,9 +237,10 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
             result.best_epoch = epoch
         result.history.append(record)
         on_epoch(record)
+        rngs = world.gather_states(gen.get_state())  # every rank takes part
         if on_checkpoint is not None:
-            on_checkpoint({"epoch": epoch, "step": step, "stale": stale, "best": best,
-                           "best_epoch": result.best_epoch, "history": result.history,
+            on_checkpoint({"epoch": epoch, "rng_ranks": rngs, "step": step, "stale": stale,
+                           "best": best, "best_epoch": result.best_epoch, "history": result.history,
                            "generator": generator.state_dict(), "critic": critic.state_dict(),
                            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                            "rng": gen.get_state(), "best_generator": result.generator_state,

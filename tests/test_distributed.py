@@ -39,3 +39,46 @@ def test_two_processes_train_one_model_written_by_rank_0(tmp_path: Path) -> None
     syn = tmp_path / "syn.parquet"
     assert main(["sample", str(out), "--users", "20", "--out", str(syn), "-q"]) == 0
     assert pl.read_parquet(syn)["user_id"].n_unique() == 20
+
+
+def _torchrun(args: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc-per-node=2", "-m", "recsynth", "fit", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_interrupted_two_process_fit_resumes_to_the_uninterrupted_weights(
+        tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    import torch
+
+    rng = np.random.default_rng(1)
+    users = np.repeat(np.arange(161), 8)
+    pl.DataFrame({"user_id": users, "item_id": rng.integers(0, 60, users.size)}) \
+        .write_parquet(tmp_path / "log.parquet")
+    common = [str(tmp_path / "log.parquet"), "--temperature", "0.01", "--rank", "4",
+              "--holdout-frac", "0", "-q"]
+    part, ckpt = tmp_path / "part", tmp_path / "part.checkpoint.pt"
+    proc = _torchrun([*common, "--out", str(part), "--epochs", "100000"],
+                     start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # a scheduler stopping the whole job
+    proc.communicate(timeout=120)
+    assert ckpt.is_file() and not part.exists()
+    done = torch.load(ckpt, weights_only=True)["state"]["epoch"]
+    total = str(done + 3)
+
+    full = _torchrun([*common, "--out", str(tmp_path / "full"), "--epochs", total])
+    resumed = _torchrun([*common, "--out", str(part), "--epochs", total, "--resume"])
+    for p in (full, resumed):
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err[-2000:]
+    assert not ckpt.exists()
+    a = torch.load(tmp_path / "full" / "weights.pt", weights_only=True)
+    b = torch.load(part / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
