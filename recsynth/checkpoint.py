@@ -30,7 +30,7 @@ from recsynth import __version__
 from recsynth.conditions import Conditions
 from recsynth.config import ModelConfig
 from recsynth.encode import Marginal
-from recsynth.errors import DataError
+from recsynth.errors import DataError, first_line
 from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm
 from recsynth.model import PacCritic, ResidualGenerator
@@ -116,9 +116,8 @@ def load_model(directory: str | Path) -> Model:
     try:
         tensors = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{d / 'weights.pt'}: not a plain tensor file; refusing to load "
-                        f"({first})") from None
+                        f"({first_line(exc)})") from None
     if not isinstance(tensors, dict):
         raise DataError(f"{d / 'weights.pt'}: expected a dict of tensors")
     try:
@@ -145,8 +144,8 @@ def load_model(directory: str | Path) -> Model:
             form = replace(form, n_head=len(space.head))
         conditions = Conditions.load(d)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{d}: model directory is incomplete or corrupt ({first})") from None
+        raise DataError(f"{d}: model directory is incomplete or corrupt "
+                        f"({first_line(exc)})") from None
     generator.eval()
     critic.eval()
     return Model(config, schema, meta["like_threshold"], catalog.alias(schema.item_col), form,

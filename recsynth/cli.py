@@ -14,7 +14,7 @@ from rich.console import Console
 
 from recsynth import __version__, io
 from recsynth.config import DEFAULT_KS, DEFAULT_RECOMMENDERS, EvalConfig, ModelConfig
-from recsynth.errors import DataError, GateFailed, RecsynthError, UsageError
+from recsynth.errors import DataError, GateFailed, RecsynthError, UsageError, first_line
 
 app = typer.Typer(
     name="recsynth",
@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("RECSYNTH_DEBUG"):
             traceback.print_exc()
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         stderr.print(f"recsynth: internal error: {type(exc).__name__}: {msg} "
                      "(set RECSYNTH_DEBUG=1 for a traceback)", markup=False, soft_wrap=True)
         return 1

@@ -7,6 +7,12 @@ Exit codes (GUIDE §5): 0 ok, 1 internal error, 2 usage, 3 bad input data/schema
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to one line (the class name when it has none)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class RecsynthError(Exception):
     """An expected failure with a one-line message for the user."""
 

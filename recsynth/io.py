@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recsynth.errors import DataError, OutputExistsError
+from recsynth.errors import DataError, OutputExistsError, first_line
 
 _MAGIC = b"PAR1"
 
@@ -74,7 +74,7 @@ def _file_schema(path: Path) -> dict[str, pl.DataType]:
     try:
         return dict(pl.read_parquet_schema(path))
     except Exception as exc:  # polars/pyarrow raise several types for corrupt files
-        raise DataError(f"{path}: cannot read Parquet metadata ({_first_line(exc)})") from None
+        raise DataError(f"{path}: cannot read Parquet metadata ({first_line(exc)})") from None
 
 
 def collect(lf: pl.LazyFrame, source: str | os.PathLike[str]) -> pl.DataFrame:
@@ -82,12 +82,7 @@ def collect(lf: pl.LazyFrame, source: str | os.PathLike[str]) -> pl.DataFrame:
     try:
         return lf.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{os.fspath(source)}: cannot read ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise DataError(f"{os.fspath(source)}: cannot read ({first_line(exc)})") from None
 
 
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from recsynth.errors import DataError, UsageError
+from recsynth.errors import DataError, UsageError, first_line
 
 CHECKPOINT_FORMAT = 1
 # may change between the interrupted run and the resumed one
@@ -64,9 +64,8 @@ def load_checkpoint(path: Path, key: str) -> dict[str, Any]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a recsynth checkpoint; refusing to load ({first})") \
-            from None
+        raise DataError(f"{path}: not a recsynth checkpoint; refusing to load "
+                        f"({first_line(exc)})") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("state"), dict):
         raise DataError(f"{path}: not a recsynth checkpoint")
     if blob.get("key") != key:
