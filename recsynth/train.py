@@ -123,7 +123,7 @@ class UtilityCheck:
 @dataclass
 class TrainResult:
     generator_state: dict[str, torch.Tensor]
-    critic_state: dict[str, torch.Tensor]
+    critic_state: dict[str, torch.Tensor]  # the last critic, whatever generator is kept
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     stopped: str = "epochs"
@@ -178,8 +178,8 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         critic.load_state_dict(resume["critic"])
         opt_g.load_state_dict(resume["opt_g"])
         opt_d.load_state_dict(resume["opt_d"])
-        gen.set_state(resume["rng_ranks"][world.rank] if world.active else resume["rng"])
-        result = TrainResult(resume["best_generator"], resume["best_critic"],
+        gen.set_state(resume["rng_ranks"][world.rank])
+        result = TrainResult(resume["best_generator"], resume["critic"],
                              list(resume["history"]), resume["best_epoch"])
         best, stale, step, first = (resume["best"], resume["stale"], resume["step"],
                                     resume["epoch"] + 1)
@@ -194,8 +194,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         first = 1
     if check is not None and stale >= config.patience:  # resumed after the last check
         result.stopped = "early stopping"
-        result.critic_state = copy.deepcopy(critic.state_dict())
-        return result
+        first = config.epochs + 1
     for epoch in range(first, config.epochs + 1):
         perm = torch.randperm(len(real), generator=gen)
         d_losses, g_losses = [], []
@@ -228,12 +227,10 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
             if best is None or score > best:
                 best, stale, result.best_epoch = score, 0, epoch
                 result.generator_state = copy.deepcopy(generator.state_dict())
-                result.critic_state = copy.deepcopy(critic.state_dict())
             else:
                 stale += 1
         elif check is None:
             result.generator_state = copy.deepcopy(generator.state_dict())
-            result.critic_state = copy.deepcopy(critic.state_dict())
             result.best_epoch = epoch
         result.history.append(record)
         on_epoch(record)
@@ -243,8 +240,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
                            "best": best, "best_epoch": result.best_epoch, "history": result.history,
                            "generator": generator.state_dict(), "critic": critic.state_dict(),
                            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                           "rng": gen.get_state(), "best_generator": result.generator_state,
-                           "best_critic": result.critic_state})
+                           "best_generator": result.generator_state})
         if check is not None and stale >= config.patience:
             result.stopped = "early stopping"
             break
