@@ -82,11 +82,8 @@ def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
     other_logits = (z @ factors[n_items:].T).mul_(scale).add_(bias[n_items:])
     # a liked item is not drawn again as 'other'; tail slots are ordinal per channel, so
     # liked slot j (one tail item) leaves other slot j (another) free
-    if form.n_head is None:
-        other_logits[lrows, litems] = float("-inf")
-    else:
-        head = litems < form.n_head
-        other_logits[lrows[head], litems[head]] = float("-inf")
+    head = litems < (n_items if form.n_head is None else form.n_head)
+    other_logits[lrows[head], litems[head]] = float("-inf")
     orows, oitems = _gumbel_top(other_logits, total - liked_n, gen)
     rows = torch.cat([lrows, orows])
     items = torch.cat([litems, oitems])

@@ -12,6 +12,7 @@ catalogs under the cap are modelled item for item (no slots).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,6 +66,16 @@ class ItemSpace:
                               shape=(m.shape[0], self.n_slots))
         return sp.hstack([head, slots], format="csr")
 
+    @cached_property
+    def _tail_cdf(self) -> np.ndarray:
+        """Cumulative tail popularity, once per model rather than once per batch."""
+        cdf = np.cumsum(self.tail_weights)
+        return cdf / cdf[-1]
+
+    def _draw_tail(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        cdf = self._tail_cdf
+        return self.tail[np.minimum(np.searchsorted(cdf, rng.random(n)), len(cdf) - 1)]
+
     def model_mask(self, per_item: np.ndarray) -> np.ndarray:
         """A per-catalog-item flag as a per-modelled-item flag; slots stand for tail items."""
         return np.concatenate([per_item[self.head], np.ones(self.n_slots, dtype=bool)])
@@ -84,18 +95,14 @@ class ItemSpace:
         slot_rows = np.flatnonzero(~is_head)
         if len(slot_rows) == 0:
             return out
-        cdf = np.cumsum(self.tail_weights)
-        cdf /= cdf[-1]
         users = user_index[slot_rows]
-        picks = self.tail[np.minimum(np.searchsorted(cdf, rng.random(len(slot_rows))),
-                                     len(cdf) - 1)]
+        picks = self._draw_tail(len(slot_rows), rng)
         for _ in range(100):
             dup = _repeated(users, picks)
             if not dup.any():
                 break
-            picks[dup] = self.tail[np.minimum(np.searchsorted(cdf, rng.random(int(dup.sum()))),
-                                              len(cdf) - 1)]
-        else:  # a tiny tail: take the user's unused tail items in popularity order
+            picks[dup] = self._draw_tail(int(dup.sum()), rng)
+        else:  # a tiny tail: take the user's unused tail items in catalog order
             picks = _distinct_fallback(users, picks, self.tail)
         out[slot_rows] = picks
         return out
