@@ -101,6 +101,18 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
                       f"{gate['threshold']}): {verdict}")
 
 
+def augmented_groups(augmented: dict[str, Any]
+                     ) -> list[tuple[str | None, str, int | None, dict[str, Any]]]:
+    """(grouping, group, users, figures per recommender) of an augmented run: all users
+    first (grouping None), then every group of every grouping — for each view of it."""
+    rows: list[tuple[str | None, str, int | None, dict[str, Any]]] = [
+        (None, "all", None, augmented["utility"])]
+    for grouping, block in augmented["groups"].items():
+        rows += [(grouping, group, figs["n_users"], figs)
+                 for group, figs in block["groups"].items()]
+    return rows
+
+
 def render_augmented(result: dict[str, Any], console: Console) -> None:
     """NDCG@K trained on real vs augmented data, overall and per user group, with lifts."""
     k = pick_k(result)
@@ -119,10 +131,10 @@ def render_augmented(result: dict[str, Any], console: Console) -> None:
         return (f"{_fmt(block['real'].get(metric))}→{_fmt(block['augmented'].get(metric))} "
                 f"({'—' if lift is None else f'{lift:+.1%}'})")
 
-    table.add_row("all", str(result["data"]["evaluated_users"]),
-                  *[cell(aug["utility"][r]) for r in recs])
-    for grouping, block in aug["groups"].items():
-        for label, group in block["groups"].items():
-            table.add_row(f"{grouping}={label}", str(group["n_users"]),
-                          *[cell(group[r]) for r in recs])
+    for grouping, label, n_users, figs in augmented_groups(aug):
+        if grouping is None:
+            table.add_row(label, str(result["data"]["evaluated_users"]),
+                          *[cell(figs[r]) for r in recs])
+        else:
+            table.add_row(f"{grouping}={label}", str(n_users), *[cell(figs[r]) for r in recs])
     console.print(table)

@@ -16,7 +16,7 @@ from recsynth import io
 from recsynth.errors import UsageError
 from recsynth.evaluate import EvalDetails
 from recsynth.gates import ALIASES, lookup
-from recsynth.render import pick_k
+from recsynth.render import augmented_groups, pick_k
 from recsynth.report import plots
 from recsynth.report.training import training_svg
 
@@ -212,16 +212,15 @@ def _augmented(augmented: dict[str, Any], k: int) -> list[str]:
     """The augmented run: lift over real-only training, overall and per user group."""
     metric = f"ndcg@{k}"
     rows = []
-    for rec, figs in augmented["utility"].items():
-        rows.append([escape(rec), "all users", _fmt(figs["real"].get(metric)),
-                     _fmt(figs["augmented"].get(metric)), _pct(figs["lift"].get(metric))])
-        for grouping, block in augmented["groups"].items():
-            for group, gfigs in block["groups"].items():
-                if rec in gfigs:
-                    g = gfigs[rec]
-                    rows.append(["", escape(f"{grouping}: {group} ({gfigs['n_users']})"),
-                                 _fmt(g["real"].get(metric)), _fmt(g["augmented"].get(metric)),
-                                 _pct(g["lift"].get(metric))])
+    for rec in augmented["utility"]:
+        for grouping, group, n_users, figs in augmented_groups(augmented):
+            if rec not in figs:
+                continue
+            label = "all users" if grouping is None else f"{grouping}: {group} ({n_users})"
+            g = figs[rec]
+            rows.append([escape(rec) if grouping is None else "", escape(label),
+                         _fmt(g["real"].get(metric)), _fmt(g["augmented"].get(metric)),
+                         _pct(g["lift"].get(metric))])
     data = augmented["data"]
     return [
         _figure("augmented-lift", plots.augmented_lift(augmented, k),

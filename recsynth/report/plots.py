@@ -12,6 +12,7 @@ import polars as pl
 
 from recsynth.metrics.fidelity import ColumnValues, epoch_seconds
 from recsynth.metrics.privacy import roc_curve
+from recsynth.render import augmented_groups
 from recsynth.report.figure import HOLDOUT, PALETTE, REAL, SYNTHETIC, new_figure, to_svg
 
 ACCURACY = (("ndcg", "NDCG"), ("recall", "recall"), ("precision", "precision"),
@@ -108,10 +109,8 @@ def augmented_lift(augmented: dict[str, Any], k: int) -> str:
     """NDCG@k lift of training on the augmented log over real only: all users, each group."""
     metric = f"ndcg@{k}"
     recs = list(augmented["utility"])
-    columns = [("all users", augmented["utility"])]
-    for grouping, block in augmented["groups"].items():
-        for group, figs in block["groups"].items():
-            columns.append((f"{grouping}: {group}", figs))
+    columns = [("all users" if grouping is None else f"{grouping}: {group}", figs)
+               for grouping, group, _, figs in augmented_groups(augmented)]
     fig, ax = new_figure(8.6, 3.0)
     x = np.arange(len(columns))
     width = 0.8 / max(len(recs), 1)
