@@ -300,6 +300,13 @@ def fit(
              "user-level attributes, generated with each synthetic user.")] = None,
     items: Annotated[Optional[str], typer.Option(
         help="Item side table (Parquet, one row per item key): item-level columns.")] = None,
+    cache_dir: Annotated[Optional[str], typer.Option(
+        help="Keep the encoded log here, keyed by the inputs' fingerprint, and reuse it when "
+             "the same data is fitted again (other settings, --resume, torchrun ranks).")] =
+        None,
+    row_model_rows: Annotated[int, typer.Option(
+        help="Rows of whole users the per-row model (ratings, prices, times) is fitted on; "
+             "larger logs use a random sample of users.")] = ModelConfig.row_model_rows,
     schema: SchemaFile = None,
     user_col: UserCol = None,
     item_col: ItemCol = None,
@@ -333,7 +340,7 @@ def fit(
     config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
                          max_dcr_share=max_dcr_share, max_items=max_items,
-                         precision=precision, seed=seed,
+                         row_model_rows=row_model_rows, precision=precision, seed=seed,
                          epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm,
                          noise_multiplier=_noise_multiplier(noise_multiplier),
                          dp_public_catalog=public_catalog)
@@ -357,7 +364,7 @@ def fit(
                              item_col=item_col, time_col=time_col, users_table=users,
                              items_table=items, time_budget=budget, resume=resume,
                              overwrite=overwrite, on_stage=report, on_epoch=on_epoch,
-                             world=world, device=device)
+                             world=world, device=device, cache_dir=cache_dir)
     finally:
         distributed.stop()
     if world.is_main:

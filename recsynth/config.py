@@ -42,6 +42,7 @@ class ModelConfig:
     calibration_steps: int = 10  # item-frequency calibration steps after training
     precision: str = "fp32"  # fp32, or bf16 autocast for the networks while training
     max_items: int = 20_000  # modelled item columns; rarer items share ordinal tail slots
+    row_model_rows: int = 2_000_000  # per-row model: whole users up to this many log rows
     seed: int = 0
     # differential privacy (`fit --epsilon`, recsynth/dp): None = a non-private model
     epsilon: float | None = None

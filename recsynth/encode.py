@@ -9,6 +9,7 @@ their real marginals come back exactly when decoded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,6 @@ import scipy.sparse as sp
 from scipy.special import ndtr, ndtri
 
 from recsynth.errors import DataError
-from recsynth.matrix import to_user_items
 from recsynth.schema import Schema
 
 N_KNOTS = 257
@@ -48,42 +48,77 @@ class EncodedUsers:
                             self.activity[rows], share)
 
 
-def default_like_threshold(ratings: pl.Series) -> float:
+def default_like_threshold(mean_rating: float) -> float:
     """Ratings at or above the rounded-up mean count as liked (4 on MovieLens' 1–5 scale)."""
-    return float(np.ceil(ratings.drop_nulls().cast(pl.Float64).mean()))
+    return float(np.ceil(mean_rating))
 
 
-def encode_users(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,
-                 like_threshold: float | None, source: str) -> EncodedUsers:
-    user, item = schema.user_col, schema.item_col
-    if like_threshold is None:
-        all_items = to_user_items(frame, user, item, catalog, source)
-        activity = np.diff(all_items.matrix.indptr).astype(np.int64)
-        return EncodedUsers(all_items.users, (all_items.matrix,), activity, None)
-    rating = schema.rating_col
-    if rating is None:
+def encode_users(batches: Iterable[pl.DataFrame], schema: Schema, users: pl.Series,
+                 catalog: pl.Series, like_threshold: float | None, source: str
+                 ) -> tuple[EncodedUsers, np.ndarray]:
+    """Per-user item sets from the log read in batches, and the log's rows per user.
+
+    Memory is the sparse matrix of distinct (user, item) pairs plus one batch, never the
+    whole log (issue 6). `users` and `catalog` are the sorted keys of the whole log; each
+    batch maps its keys to positions by binary search and is reduced to its distinct pairs
+    with the number of liked rows, so a pair is liked when any of its ratings (its best
+    one) reaches the threshold, and the result does not depend on the batch size or order.
+    """
+    user, item, rating = schema.user_col, schema.item_col, schema.rating_col
+    if like_threshold is not None and rating is None:
         raise DataError(f"{source}: a like threshold needs a rating column, none in the schema")
-    # a user-item pair counts as liked when its best rating reaches the threshold
-    best = frame.group_by(user, item).agg(pl.col(rating).max().alias("__best"))
-    all_items = to_user_items(best, user, item, catalog, source)
-    liked = _aligned(best.filter(pl.col("__best") >= like_threshold), all_items.users, user,
-                     item, catalog, source)
-    other = all_items.matrix - liked  # every pair not liked (null ratings included)
+    rows, cols, liked = [], [], []
+    per_user = np.zeros(len(users), dtype=np.int64)
+    for batch in batches:
+        if batch.height == 0:
+            continue
+        u = _positions(users, batch.get_column(user), source, user, "user")
+        i = _positions(catalog, batch.get_column(item), source, item, "item")
+        hit = np.zeros(batch.height, dtype=np.int64) if like_threshold is None else \
+            (batch.get_column(rating) >= like_threshold).fill_null(False).to_numpy() \
+            .astype(np.int64)
+        key = u * len(catalog) + i
+        pairs, inverse = np.unique(key, return_inverse=True)
+        rows.append((pairs // len(catalog)).astype(np.int32))
+        cols.append((pairs % len(catalog)).astype(np.int32))
+        liked.append(np.bincount(inverse, weights=hit, minlength=len(pairs)).astype(np.float32))
+        per_user += np.bincount(u, minlength=len(users))
+    shape = (len(users), len(catalog))
+    counts = sp.csr_matrix((np.concatenate(liked) if liked else np.zeros(0, np.float32),
+                            (np.concatenate(rows) if rows else np.zeros(0, np.int32),
+                             np.concatenate(cols) if cols else np.zeros(0, np.int32))),
+                           shape=shape, dtype=np.float32)
+    del rows, cols, liked
+    counts.sum_duplicates()
+    counts.sort_indices()
+    activity = np.diff(counts.indptr).astype(np.int64)
+    everything = sp.csr_matrix((np.ones(counts.nnz, dtype=np.float32), counts.indices,
+                                counts.indptr), shape=shape)
+    if like_threshold is None:
+        return EncodedUsers(users, (everything,), activity, None), per_user
+    liked_m = sp.csr_matrix(((counts.data > 0).astype(np.float32), counts.indices,
+                             counts.indptr), shape=shape)
+    liked_m.eliminate_zeros()
+    other = everything - liked_m  # every pair not liked (null ratings included)
     other.eliminate_zeros()
-    activity = np.diff(all_items.matrix.indptr).astype(np.int64)
-    share = np.diff(liked.indptr) / np.maximum(activity, 1)
-    return EncodedUsers(all_items.users, (liked, other), activity, share)
+    share = np.diff(liked_m.indptr) / np.maximum(activity, 1)
+    return EncodedUsers(users, (liked_m, other), activity, share), per_user
 
 
-def _aligned(rows: pl.DataFrame, users: pl.Series, user: str, item: str, catalog: pl.Series,
-             source: str) -> sp.csr_matrix:
-    """A channel's matrix with one row per user of `users` (empty rows where none)."""
-    part = to_user_items(rows, user, item, catalog, source)
-    pos = pl.DataFrame({user: users, "__row": np.arange(len(users))})
-    idx = pl.DataFrame({user: part.users}).join(pos, on=user, how="left")["__row"].to_numpy()
-    coo = part.matrix.tocoo()
-    return sp.csr_matrix((coo.data, (idx[coo.row], coo.col)), shape=(len(users), len(catalog)),
-                         dtype=np.float32)
+def _positions(keys: pl.Series, values: pl.Series, source: str, column: str,
+               what: str) -> np.ndarray:
+    """Positions of `values` in the sorted `keys`; a value not among them is a data error."""
+    values = values.cast(keys.dtype)
+    pos = keys.search_sorted(values).to_numpy().astype(np.int64)
+    found = np.minimum(pos, len(keys) - 1)
+    missing = (pos >= len(keys)) | ~(keys.gather(found) == values).fill_null(False).to_numpy()
+    if missing.any():
+        example = values.filter(pl.Series(missing)).item(0)
+        raise DataError(f"{source}: column {column!r} has {what} key {example!r} not in the "
+                        "real catalog" if what == "item" else
+                        f"{source}: column {column!r} has {what} key {example!r} not among "
+                        "the users")
+    return pos
 
 
 # ------------------------------------------------------------ Gaussian copula marginals

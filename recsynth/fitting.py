@@ -13,11 +13,11 @@ import polars as pl
 
 from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
-from recsynth.conditions import fit_conditions
+from recsynth.conditions import conditionable_columns, fit_conditions
 from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
 from recsynth.decode import calibrate_item_bias
 from recsynth.distributed import SINGLE, World
-from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
+from recsynth.encode import EncodedUsers
 from recsynth.errors import DataError, UsageError
 from recsynth.inputs import check_keys
 from recsynth.itemspace import MAX_SLOTS, ItemSpace
@@ -36,6 +36,7 @@ from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema, resolve_schema, schema_to_dict
 from recsynth.side_tables import join_side_table
 from recsynth.split import holdout_users
+from recsynth.streaming import EncodedLog, encode_log, first_per_key, rows_of, sample_users
 from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
 
 MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise
@@ -47,6 +48,8 @@ def validate_config(config: ModelConfig) -> None:
         raise UsageError("rank, hidden and pac must be >= 1 and epochs >= 0")
     if config.precision not in ("fp32", "bf16"):
         raise UsageError(f"--precision {config.precision!r}: use fp32 or bf16")
+    if config.row_model_rows < 1:
+        raise UsageError(f"--row-model-rows must be positive (got {config.row_model_rows})")
     if config.max_items < 4 * MAX_SLOTS:
         raise UsageError(f"--max-items must be at least {4 * MAX_SLOTS} "
                          f"(got {config.max_items})")
@@ -81,10 +84,10 @@ def _split_users(enc: EncodedUsers, config: ModelConfig
     return enc.subset(np.flatnonzero(~is_held)), enc.subset(np.flatnonzero(is_held))
 
 
-def read_log(data: str, schema_file: str | None, user_col: str | None, item_col: str | None,
+def scan_log(data: str, schema_file: str | None, user_col: str | None, item_col: str | None,
              time_col: str | None, users_table: str | None = None,
-             items_table: str | None = None) -> tuple[pl.DataFrame, Schema]:
-    """The log with its side tables joined, and the schema of the joined columns.
+             items_table: str | None = None) -> tuple[pl.LazyFrame, Schema]:
+    """The log (lazy) with its side tables joined, and the schema of the joined columns.
 
     Keys come from the log alone; the schema is then inferred again on the joined frame so
     side-table columns get their roles and levels like any column of the log.
@@ -92,17 +95,13 @@ def read_log(data: str, schema_file: str | None, user_col: str | None, item_col:
     lf = io.scan(data)
     schema = resolve_schema(lf, str(data), schema_file, user_col, item_col, time_col)
     if users_table is None and items_table is None:
-        frame = io.collect(lf.select(schema.names), data)
-        check_keys(frame, str(data), [schema.user_col, schema.item_col])
-        return frame, schema
-    frame = io.collect(lf, data)
-    check_keys(frame, str(data), [schema.user_col, schema.item_col])
+        return lf.select(schema.names), schema
     for table, key in ((users_table, schema.user_col), (items_table, schema.item_col)):
         if table is not None:
-            frame = join_side_table(frame, str(data), table, key)
-    schema = resolve_schema(frame.lazy(), str(data), schema_file, schema.user_col,
+            lf = join_side_table(lf, str(data), table, key)
+    schema = resolve_schema(lf, str(data), schema_file, schema.user_col,
                             schema.item_col, schema.time_col)
-    return frame.select(schema.names), schema
+    return lf.select(schema.names), schema
 
 
 def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | None = None,
@@ -112,7 +111,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
               overwrite: bool = False, resume: bool = False,
               on_stage: Callable[[str], None] = lambda _: None,
               on_epoch: EpochCallback = lambda _: None, world: World = SINGLE,
-              device: str = "cpu") -> Path:
+              device: str = "cpu", cache_dir: str | None = None) -> Path:
     """Fit and write the model directory; under torchrun every rank trains, rank 0 writes."""
     validate_config(config)
     io.check_writable(out, overwrite)
@@ -132,37 +131,40 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     tick = time.monotonic()
 
     on_stage("reading logs and inferring the schema")
-    files = io.resolve_parquet_paths(data)
-    files += [p for t in (users_table, items_table) if t for p in io.resolve_parquet_paths(t)]
-    frame, schema = read_log(data, schema_file, user_col, item_col, time_col, users_table,
-                             items_table)
+    log_files = io.resolve_parquet_paths(data)
+    files = log_files + [p for t in (users_table, items_table) if t
+                         for p in io.resolve_parquet_paths(t)]
+    lf, schema = scan_log(data, schema_file, user_col, item_col, time_col, users_table,
+                          items_table)
     inputs = fingerprint(files)
-    key = resume_key(inputs, {**asdict(config), "schema": schema_to_dict(schema),
-                              "processes": world.size})
-    state = load_checkpoint(ckpt, key) if resume else None
-    catalog = build_catalog(schema.item_col, frame)
-    if frame.get_column(schema.user_col).n_unique() < 2 or len(catalog) < 2:
-        raise DataError(f"{data}: need at least 2 users and 2 items to learn from "
-                        f"(found {frame.get_column(schema.user_col).n_unique()} users, "
-                        f"{len(catalog)} items)")
     if config.epsilon is not None:
         if schema_file is None:
             on_stage("warning: the schema was inferred from the data (column levels, "
                      "categorical vs identifier, time unit), which DP does not cover; pass "
                      "--schema with a schema you chose to make it public")
+        frame = io.collect(lf, data)  # DP clips per user in memory
+        check_keys(frame, str(data), [schema.user_col, schema.item_col])
+        catalog = build_catalog(schema.item_col, frame)
+        if frame.get_column(schema.user_col).n_unique() < 2 or len(catalog) < 2:
+            raise DataError(f"{data}: need at least 2 users and 2 items to learn from "
+                            f"(found {frame.get_column(schema.user_col).n_unique()} users, "
+                            f"{len(catalog)} items)")
         return _save_private(frame, schema, catalog, config, inputs, started, out, overwrite,
                              on_stage, on_epoch, time_budget)
-    threshold = config.like_threshold
-    if threshold is None and schema.rating_col is not None:
-        ratings = frame.get_column(schema.rating_col)
-        if ratings.drop_nulls().len():
-            threshold = default_like_threshold(ratings)
-    config = replace(config, like_threshold=threshold)
+    key = resume_key(inputs, {**asdict(config), "schema": schema_to_dict(schema),
+                              "processes": world.size})
+    state = load_checkpoint(ckpt, key) if resume else None
     timings["read"] = time.monotonic() - tick
 
-    on_stage("encoding users and fitting the closed-form sampler")
+    on_stage("encoding users (streaming passes over the log) and fitting the closed-form "
+             "sampler")
     tick = time.monotonic()
-    full = encode_users(frame, schema, catalog, threshold, str(data))
+    log = _encoded_log(lf, log_files, schema, config, str(data), cache_dir, inputs, world,
+                       on_stage)
+    catalog, full, threshold = log.catalog, log.enc, log.like_threshold
+    config = replace(config, like_threshold=threshold)
+    timings["encode"] = time.monotonic() - tick
+    tick = time.monotonic()
     space = ItemSpace.build(full.item_sets(), config.max_items)
     enc = replace(full, channels=tuple(space.to_model(c) for c in full.channels))
     if space.capped:
@@ -229,9 +231,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     on_stage("calibrating item frequencies and fitting the per-row model")
     tick = time.monotonic()
     form = calibrated(form, generator, temperature, config.seed + 1)
-    fit_frame = frame.filter(pl.col(schema.user_col).is_in(fit_users.users.implode()))
-    rowmodel = RowModel.fit(fit_frame, schema, catalog, threshold)
-    conditions = fit_conditions(codes, form, fit_frame, schema, fit_users.users)
+    rowmodel, conditions = _fit_rows(lf, schema, log, fit_users, codes, form, config,
+                                     str(data), on_stage)
     timings["calibrate_rowmodel"] = time.monotonic() - tick
 
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
@@ -242,7 +243,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
                 "users": {"fit": fit_users.n_users,
                           "check": 0 if val_users is None else val_users.n_users},
-                "items": len(catalog), "modelled_items": n_items, "rows": frame.height,
+                "items": len(catalog), "modelled_items": n_items, "rows": log.rows,
                 "best_epoch": result.best_epoch,
                 "stopped": result.stopped,
                 "resumed_after_epoch": None if state is None else state["epoch"],
@@ -253,6 +254,46 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         save_model(model, tmp, result.history, manifest)
     remove_checkpoint(ckpt)
     return Path(out)
+
+
+def _encoded_log(lf: pl.LazyFrame, files: list[Path], schema: Schema, config: ModelConfig,
+                 source: str, cache_dir: str | None, inputs: list[dict[str, Any]],
+                 world: World, on_stage: Callable[[str], None]) -> EncodedLog:
+    """Under torchrun with a cache, rank 0 encodes and the other ranks read its cache."""
+    def encode() -> EncodedLog:
+        return encode_log(lf, files, schema, config.like_threshold, source,
+                          cache_dir=cache_dir, inputs=inputs, on_stage=on_stage)
+
+    if world.active and cache_dir is not None and not world.is_main:
+        world.barrier()
+        return encode()
+    log = encode()
+    if world.active and cache_dir is not None:
+        world.barrier()
+    return log
+
+
+def _fit_rows(lf: pl.LazyFrame, schema: Schema, log: EncodedLog, fit_users: EncodedUsers,
+              codes: np.ndarray, form, config: ModelConfig, source: str,
+              on_stage: Callable[[str], None]) -> tuple[RowModel, Any]:
+    """The per-row model on a bounded sample of whole fitting users; item-level values and
+    the conditions' per-user attributes from streaming passes over every row."""
+    at = np.searchsorted(log.enc.users.to_numpy(), fit_users.users.to_numpy())
+    chosen = sample_users(fit_users.users, log.rows_per_user[at], config.row_model_rows,
+                          config.seed)
+    if len(chosen) < fit_users.n_users:
+        on_stage(f"per-row model from {len(chosen)} of {fit_users.n_users} fitting users "
+                 f"(whole users, about {config.row_model_rows:,} rows)")
+    rows = rows_of(lf, schema.user_col, chosen, source)
+    item_cols = [c.name for c in schema.item_attributes()]
+    items = first_per_key(lf, schema.item_col, item_cols, source) if item_cols else None
+    rowmodel = RowModel.fit(rows, schema, log.catalog, log.like_threshold, item_values=items)
+    cols = conditionable_columns(schema)
+    conditions = None
+    if cols:
+        per_user = first_per_key(lf, schema.user_col, cols, source)
+        conditions = fit_conditions(codes, form, per_user, schema, fit_users.users)
+    return rowmodel, conditions
 
 
 def _save_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,

@@ -77,10 +77,12 @@ def _file_schema(path: Path) -> dict[str, pl.DataType]:
         raise DataError(f"{path}: cannot read Parquet metadata ({first_line(exc)})") from None
 
 
-def collect(lf: pl.LazyFrame, source: str | os.PathLike[str]) -> pl.DataFrame:
-    """Collect, turning engine errors into one-line DataErrors that name the source."""
+def collect(lf: pl.LazyFrame, source: str | os.PathLike[str],
+            streaming: bool = False) -> pl.DataFrame:
+    """Collect, turning engine errors into one-line DataErrors that name the source;
+    `streaming` for aggregations over logs larger than memory."""
     try:
-        return lf.collect()
+        return lf.collect(engine="streaming") if streaming else lf.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"{os.fspath(source)}: cannot read ({first_line(exc)})") from None
 

@@ -949,8 +949,13 @@ class RowModel:
 
     @classmethod
     def fit(cls, frame: pl.DataFrame, schema: Schema, catalog: pl.Series,
-            like_threshold: float | None) -> RowModel:
-        """Learn per-item and global statistics; `catalog[i]` is item index i in sample()."""
+            like_threshold: float | None, item_values: pl.DataFrame | None = None
+            ) -> RowModel:
+        """Learn per-item and global statistics; `catalog[i]` is item index i in sample().
+
+        `item_values` (one row per item key, its item-level columns' first values) comes
+        from every row when `frame` is a sample of users; by default it is read off `frame`.
+        """
         missing = [n for n in schema.names if n not in frame.columns]
         if missing:
             raise ValueError(f"column {missing[0]!r} of the schema is not in the frame")
@@ -962,8 +967,13 @@ class RowModel:
         timeline = None
         if schema.time_col is not None:
             timeline = _Timeline.fit(frame, schema.user_col, schema.time_col)
+        item = schema.item_col
+        if item_values is None:
+            item_cols = [c.name for c in schema.item_attributes()]
+            item_values = frame.group_by(item, maintain_order=True).agg(
+                pl.col(item_cols).first())
         parts = tuple(_fit_part(schema.column(n), frame, items, catalog, like_threshold,
-                                timeline) for n in template.columns)
+                                timeline, item_values, item) for n in template.columns)
         tuple_cols = [p.name for p in parts if isinstance(p, _UserValue)]
         user_tuples = _fit_user_tuples(frame, schema.user_col, tuple_cols)
         threshold = None if like_threshold is None else float(like_threshold)
@@ -1128,7 +1138,8 @@ def _check_catalog(catalog: pl.Series, dtype: pl.DataType, name: str) -> pl.Seri
 
 
 def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.Series,
-              like_threshold: float | None, timeline: _Timeline | None) -> _Part:
+              like_threshold: float | None, timeline: _Timeline | None,
+              item_values: pl.DataFrame, item: str) -> _Part:
     """Choose and fit the generator for one column from its role, level and dtype."""
     s = frame.get_column(col.name)
     if col.role == "user_key":
@@ -1139,7 +1150,7 @@ def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.S
         return _Timestamp(col.name, s.dtype) if timeline is not None else _Nulls(col.name,
                                                                                    s.dtype)
     if col.level == "item":
-        return _ItemValue(col.name, s.dtype, _item_values(frame, col.name, items, catalog))
+        return _ItemValue(col.name, s.dtype, _item_values(item_values, item, col.name, catalog))
     if col.role == "identifier":
         return _NewId.fit(s, per_user=col.level == "user")
     if col.level == "user":
@@ -1157,13 +1168,11 @@ def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.S
     return _Nulls(col.name, s.dtype)
 
 
-def _item_values(frame: pl.DataFrame, name: str, items: np.ndarray,
-                 catalog: pl.Series) -> pl.Series:
+def _item_values(values: pl.DataFrame, item: str, name: str, catalog: pl.Series) -> pl.Series:
     """Each catalog item's (first) value; null for items without real rows."""
-    known = frame.select(pl.col(name), pl.Series("__item", items)).filter(pl.col("__item") >= 0)
-    first = known.group_by("__item").agg(pl.col(name).first())
-    slots = pl.DataFrame({"__item": np.arange(len(catalog), dtype=np.int64)})
-    return slots.join(first, on="__item", how="left").sort("__item").get_column(name)
+    return (pl.DataFrame({item: catalog})
+            .join(values.select(item, name), on=item, how="left", maintain_order="left")
+            .get_column(name))
 
 
 def _fit_user_tuples(frame: pl.DataFrame, user: str, cols: list[str]) -> pl.DataFrame | None:

@@ -86,6 +86,9 @@ class Schema:
     def user_attributes(self) -> list[Column]:
         return [c for c in self.value_columns() if c.level == "user"]
 
+    def item_attributes(self) -> list[Column]:
+        return [c for c in self.value_columns() if c.level == "item"]
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
@@ -170,21 +173,35 @@ def _infer_time(names: list[str], dtypes: dict[str, pl.DataType]) -> str | None:
     return typed[0] if len(typed) == 1 else None
 
 
+SCHEMA_ROWS = 4_000_000  # rows read to infer roles and levels (whole users, hashed)
+HASH_BUCKETS = 1 << 20
+
+
 def _column_stats(lf: pl.LazyFrame, user: str, item: str, rest: list[str], time: str | None,
                   dtypes: dict[str, pl.DataType]) -> dict[str, float]:
-    """One pass for distinct counts overall and the largest distinct count within a user/item."""
+    """One pass for distinct counts overall and the largest distinct count within a user/item.
+
+    Exact per-user and per-item distinct counts cost memory in proportion to the rows, so
+    a log over SCHEMA_ROWS rows is read through a hashed sample of whole users (about
+    SCHEMA_ROWS rows): within-user constancy is kept exactly and the rest is estimated;
+    `--schema` pins the roles when the estimate is not wanted.
+    """
+    total = lf.select(pl.len()).collect().item()
+    if total > SCHEMA_ROWS:
+        keep = int(HASH_BUCKETS * SCHEMA_ROWS / total)
+        lf = lf.filter(pl.col(user).hash(seed=0) % HASH_BUCKETS < keep)
     exprs: list[pl.Expr] = [pl.len().alias("__rows")]
     for n in rest:
         exprs.append(pl.col(n).n_unique().alias(f"{n}__n"))
     if time is not None and dtypes[time].is_integer():
         exprs.append(pl.col(time).abs().max().cast(pl.Float64).alias("__time_max"))
-    overall = lf.select(exprs).collect().row(0, named=True)
+    overall = lf.select(exprs).collect(engine="streaming").row(0, named=True)
     if not rest:
         return overall
     per_user = (lf.group_by(user).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
-                .collect().row(0, named=True))
+                .collect(engine="streaming").row(0, named=True))
     per_item = (lf.group_by(item).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
-                .collect().row(0, named=True))
+                .collect(engine="streaming").row(0, named=True))
     for n in rest:
         overall[f"{n}__user"] = per_user[n]
         overall[f"{n}__item"] = per_item[n]

@@ -39,11 +39,12 @@ def read_side_table(path: str, key: str, key_dtype: pl.DataType) -> pl.DataFrame
     return side.select(keep)
 
 
-def join_side_table(frame: pl.DataFrame, source: str, path: str, key: str) -> pl.DataFrame:
-    """Left-join a side table's attribute columns onto the log on `key`."""
-    side = read_side_table(path, key, frame.schema[key])
-    clash = [c for c in side.columns if c != key and c in frame.columns]
+def join_side_table(log: pl.LazyFrame, source: str, path: str, key: str) -> pl.LazyFrame:
+    """Left-join a side table's attribute columns onto the (lazy) log on `key`."""
+    dtypes = log.collect_schema()
+    side = read_side_table(path, key, dtypes[key])
+    clash = [c for c in side.columns if c != key and c in dtypes]
     if clash:
         raise DataError(f"{path}: column {clash[0]!r} is also in {source}; rename it in one "
                         "of them")
-    return frame.join(side, on=key, how="left", maintain_order="left")
+    return log.join(side.lazy(), on=key, how="left", maintain_order="left")

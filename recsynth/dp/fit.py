@@ -40,6 +40,7 @@ from recsynth.latent import ClosedForm, row_normalised
 from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema
+from recsynth.streaming import BATCH_ROWS
 from recsynth.train import EpochCallback, TrainResult, sample_codes, whiten
 
 # RDP weight of each release: block k gets noise σ₀/√w_k, and all of them together cost as
@@ -87,7 +88,9 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
              f"{', '.join(f'{v:.3g}' for v in sigma.values())}; "
              f"DP-SGD noise multiplier {plan.sgd_sigma:.3g}, sample rate "
              f"{plan.sample_rate:.3g}, {plan.epochs} epochs")
-    enc = encode_users(frame, schema, catalog, config.like_threshold, "data")
+    users = frame.get_column(schema.user_col).unique().sort()
+    enc, _ = encode_users(frame.iter_slices(BATCH_ROWS), schema, users, catalog,
+                          config.like_threshold, "data")
     n_ch = len(enc.channels)
     n_cat = len(catalog)
 

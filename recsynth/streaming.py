@@ -1,0 +1,191 @@
+"""The log in streaming passes, so `fit` memory follows users and pairs, never rows.
+
+A 50 M-row log does not fit in 4 GB as a frame, but everything `fit` needs from it does:
+the sorted user and item keys, the per-user item sets (a sparse matrix of distinct pairs),
+rows per user, first values per user and per item, and a bounded sample of whole users
+for the per-row model. Each comes from a streaming pass over the Parquet parts; the
+encoded users can be kept in `--cache-dir`, keyed by the inputs' fingerprint, so a rerun
+(a grid of settings, `--resume`, every torchrun rank) reads them instead of the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from recsynth import io
+from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
+from recsynth.errors import DataError, first_line
+from recsynth.schema import Schema
+
+BATCH_ROWS = 1_000_000  # log rows held at once while encoding
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EncodedLog:
+    """What `fit` keeps of the whole log."""
+
+    enc: EncodedUsers
+    catalog: pl.Series  # sorted item keys
+    rows_per_user: np.ndarray  # log rows (repeats included) per user of enc.users
+    rows: int
+    like_threshold: float | None
+
+
+def sorted_keys(lf: pl.LazyFrame, col: str, source: str) -> pl.Series:
+    unique = lf.select(pl.col(col).drop_nulls().unique())
+    return io.collect(unique, source, streaming=True).get_column(col).sort()
+
+
+def check_log(lf: pl.LazyFrame, schema: Schema, source: str) -> tuple[int, float | None]:
+    """Rows and the mean rating (None without ratings), in one pass; empty logs and null
+    keys are data errors."""
+    exprs = [pl.len().alias("__rows")]
+    exprs += [pl.col(c).null_count().alias(c) for c in (schema.user_col, schema.item_col)]
+    if schema.rating_col is not None:
+        exprs.append(pl.col(schema.rating_col).cast(pl.Float64).mean().alias("__mean"))
+    row = io.collect(lf.select(exprs), source, streaming=True).row(0, named=True)
+    if row["__rows"] == 0:
+        raise DataError(f"{source}: no rows")
+    for c in (schema.user_col, schema.item_col):
+        if row[c]:
+            raise DataError(f"{source}: column {c!r} has {row[c]} null key value(s)")
+    return int(row["__rows"]), row.get("__mean")
+
+
+def file_batches(files: list[Path], columns: list[str], dtypes: dict[str, pl.DataType],
+                 batch_rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
+    """The named columns of every part, `batch_rows` rows at a time, in the log's dtypes."""
+    for f in files:
+        try:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                yield frame.cast({c: dtypes[c] for c in columns})
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise DataError(f"{f}: cannot read ({first_line(exc)})") from None
+
+
+def encode_log(lf: pl.LazyFrame, files: list[Path], schema: Schema,
+               like_threshold: float | None, source: str, *, cache_dir: str | None = None,
+               inputs: list[dict[str, Any]] | None = None,
+               on_stage: Callable[[str], None] = lambda _: None) -> EncodedLog:
+    """The encoded users of the whole log, from `cache_dir` when it holds them."""
+    key = None
+    if cache_dir is not None:
+        key = cache_key(inputs or [], schema, like_threshold)
+        cached = load_cache(Path(cache_dir) / key)
+        if cached is not None:
+            on_stage(f"encoded users read from the cache {Path(cache_dir) / key}")
+            return cached
+    rows, mean = check_log(lf, schema, source)
+    threshold = like_threshold
+    if threshold is None and mean is not None:
+        threshold = default_like_threshold(mean)
+    users = sorted_keys(lf, schema.user_col, source)
+    catalog = sorted_keys(lf, schema.item_col, source)
+    if len(users) < 2 or len(catalog) < 2:
+        raise DataError(f"{source}: need at least 2 users and 2 items to learn from "
+                        f"(found {len(users)} users, {len(catalog)} items)")
+    cols = [c for c in (schema.user_col, schema.item_col, schema.rating_col) if c is not None]
+    dtypes = dict(lf.collect_schema())
+    absent = [c for c in cols if c not in pq.ParquetFile(files[0]).schema_arrow.names]
+    if absent:
+        raise DataError(f"{source}: column {absent[0]!r} must be in the log itself, not in a "
+                        "side table")
+    enc, per_user = encode_users(file_batches(files, cols, dtypes), schema, users, catalog,
+                                 threshold, source)
+    log = EncodedLog(enc, catalog, per_user, rows, threshold)
+    if cache_dir is not None and key is not None:
+        save_cache(log, Path(cache_dir) / key)
+        on_stage(f"encoded users cached in {Path(cache_dir) / key}")
+    return log
+
+
+# ------------------------------------------------------------------ --cache-dir
+
+
+def cache_key(inputs: list[dict[str, Any]], schema: Schema,
+              like_threshold: float | None) -> str:
+    """Changes with any input byte, the key and rating columns or the like threshold."""
+    what = {"format": CACHE_FORMAT, "inputs": [(i["bytes"], i["sha256"]) for i in inputs],
+            "columns": [schema.user_col, schema.item_col, schema.rating_col],
+            "like_threshold": like_threshold}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def save_cache(log: EncodedLog, directory: Path) -> None:
+    arrays: dict[str, np.ndarray] = {"activity": log.enc.activity,
+                                     "rows_per_user": log.rows_per_user}
+    if log.enc.liked_share is not None:
+        arrays["liked_share"] = log.enc.liked_share
+    for j, c in enumerate(log.enc.channels):
+        arrays[f"indptr{j}"], arrays[f"indices{j}"] = c.indptr, c.indices
+    meta = {"format": CACHE_FORMAT, "rows": log.rows, "like_threshold": log.like_threshold,
+            "channels": len(log.enc.channels)}
+    with io.atomic_path(directory, overwrite=True) as tmp:
+        tmp.mkdir()
+        np.savez(tmp / "arrays.npz", **arrays)
+        pl.DataFrame({"user": log.enc.users}).write_parquet(tmp / "users.parquet")
+        pl.DataFrame({"item": log.catalog}).write_parquet(tmp / "catalog.parquet")
+        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def load_cache(directory: Path) -> EncodedLog | None:
+    """The cached encoding, or None when absent or unreadable (it is then rebuilt)."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("format") != CACHE_FORMAT:
+            return None
+        users = pl.read_parquet(directory / "users.parquet").get_column("user")
+        catalog = pl.read_parquet(directory / "catalog.parquet").get_column("item")
+        with np.load(directory / "arrays.npz", allow_pickle=False) as z:
+            shape = (len(users), len(catalog))
+            channels = tuple(
+                sp.csr_matrix((np.ones(len(z[f"indices{j}"]), dtype=np.float32),
+                               z[f"indices{j}"], z[f"indptr{j}"]), shape=shape)
+                for j in range(int(meta["channels"])))
+            share = z["liked_share"] if "liked_share" in z.files else None
+            enc = EncodedUsers(users, channels, z["activity"], share)
+            return EncodedLog(enc, catalog, z["rows_per_user"], int(meta["rows"]),
+                              meta["like_threshold"])
+    except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
+        return None
+
+
+# ------------------------------------------------------------------ samples and per-key values
+
+
+def sample_users(users: pl.Series, rows_per_user: np.ndarray, max_rows: int,
+                 seed: int) -> pl.Series:
+    """Whole users in random order until their rows reach `max_rows` (all when they fit),
+    so the per-row model sees complete histories in bounded memory."""
+    if int(rows_per_user.sum()) <= max_rows:
+        return users
+    order = np.random.default_rng([seed, 41]).permutation(len(users))
+    take = order[:max(1, int(np.searchsorted(np.cumsum(rows_per_user[order]), max_rows,
+                                             side="right")))]
+    return users.gather(np.sort(take))
+
+
+def rows_of(lf: pl.LazyFrame, user_col: str, users: pl.Series, source: str) -> pl.DataFrame:
+    """The log's rows of these users, in log order (the filter runs while reading)."""
+    rows = lf.filter(pl.col(user_col).is_in(users.implode()))
+    return io.collect(rows, source, streaming=True)
+
+
+def first_per_key(lf: pl.LazyFrame, key: str, cols: list[str], source: str) -> pl.DataFrame:
+    """One row per key with each column's first value in log order, by a streaming pass."""
+    per_key = lf.group_by(key).agg(pl.col(cols).first())
+    return io.collect(per_key, source, streaming=True).sort(key)
+
