@@ -84,14 +84,20 @@ class Conditions:
                     for c, s in data["columns"].items()})
 
 
+CHUNK = 65_536
+
+
 def responsibilities(codes: np.ndarray, form: ClosedForm) -> np.ndarray:
     """(users, K) posterior probability of each mixture component for each code."""
     logp = np.empty((len(codes), form.n_components))
-    for k in range(form.n_components):
-        chol = form.chols[k]
-        z = solve_triangular(chol, (codes - form.means[k]).T, lower=True)
-        logp[:, k] = (np.log(max(form.weights[k], 1e-300)) - 0.5 * (z ** 2).sum(axis=0)
-                      - np.log(np.diag(chol)).sum())
+    for lo in range(0, len(codes), CHUNK):  # users x dim temporaries, a chunk at a time
+        part = codes[lo:lo + CHUNK]
+        for k in range(form.n_components):
+            chol = form.chols[k]
+            z = solve_triangular(chol, (part - form.means[k]).T, lower=True)
+            logp[lo:lo + len(part), k] = (np.log(max(form.weights[k], 1e-300))
+                                          - 0.5 * (z ** 2).sum(axis=0)
+                                          - np.log(np.diag(chol)).sum())
     return np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
 
 
@@ -109,7 +115,6 @@ def fit_conditions(codes: np.ndarray, form: ClosedForm, frame: pl.DataFrame, sch
     per_user = frame.group_by(user).agg(pl.col(cols).first())
     aligned = pl.DataFrame({user: users}).join(per_user, on=user, how="left")
     resp = responsibilities(codes, form)
-    residual = codes - resp @ form.means
     out: dict[str, AttributeStats] = {}
     for col in cols:
         labels = aligned.get_column(col).cast(pl.String)
@@ -124,11 +129,14 @@ def fit_conditions(codes: np.ndarray, form: ClosedForm, frame: pl.DataFrame, sch
             counts.append(n)
             if n < MIN_GROUP_USERS:  # refused at sampling: keep nothing of these users
                 weights.append(form.weights.copy())
-                shifts.append(np.zeros(residual.shape[1]))
+                shifts.append(np.zeros(codes.shape[1]))
                 continue
             weights.append((resp[mask].sum(axis=0) + WEIGHT_PRIOR * form.weights)
                            / (n + WEIGHT_PRIOR))
-            shifts.append(residual[mask].sum(axis=0) / (n + SHIFT_PRIOR))
+            # the summed residual codes - resp @ means, without a users x dim residual
+            residual = codes[mask].sum(axis=0, dtype=np.float64) \
+                - resp[mask].sum(axis=0) @ form.means
+            shifts.append(residual / (n + SHIFT_PRIOR))
         out[col] = AttributeStats(values, np.array(counts), np.array(weights), np.array(shifts))
     return Conditions(out) if out else None
 

@@ -79,16 +79,24 @@ class ClosedForm:
         return len(self.weights)
 
 
-def real_codes(enc: EncodedUsers, normalised: sp.csr_matrix, item_factors: np.ndarray,
-               rng: np.random.Generator) -> np.ndarray:
-    """Each real user as (SVD code, activity normal score[, liked-share normal score]);
-    `normalised` is `row_normalised(enc.stacked())`, the matrix the factors came from."""
-    z = np.asarray(normalised @ item_factors)
+def real_codes(enc: EncodedUsers, item_factors: np.ndarray, rng: np.random.Generator,
+               chunk: int = 65_536) -> np.ndarray:
+    """Each real user as (SVD code, activity normal score[, liked-share normal score]),
+    float32; the code is the user's unit-normalised row of `enc.stacked()` projected on the
+    factors, a chunk of users at a time."""
+    stacked = enc.stacked()
+    z = np.empty((enc.n_users, item_factors.shape[1]), dtype=np.float32)
+    for lo in range(0, enc.n_users, chunk):
+        z[lo:lo + chunk] = row_normalised(stacked[lo:lo + chunk].astype(np.float64)) \
+            @ item_factors
     extra = [normal_scores(np.log(enc.activity.astype(np.float64)), rng)]
     if enc.liked_share is not None:
         extra.append(normal_scores(enc.liked_share, rng))
-    return np.column_stack([z, *extra])
+    return np.column_stack([z, *extra]).astype(np.float32, copy=False)
 
+
+BASIS_USERS = 100_000
+"""Users the SVD factors and the mixture are fitted on (all users below it)."""
 
 CLUSTERED_R2 = 0.3
 """A 2-means split of the taste codes explaining this share of their variance means
@@ -141,28 +149,38 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> 
 
 def fit_closed_form(enc: EncodedUsers, rank: int, rng: np.random.Generator,
                     n_components: int | None = None) -> tuple[ClosedForm, np.ndarray]:
-    """The Gaussian-mixture sampler and the real users' augmented codes (the GAN's data)."""
-    m = row_normalised(enc.stacked().astype(np.float64))
+    """The Gaussian-mixture sampler and the real users' augmented codes (the GAN's data).
+
+    Item factors and mixture come from at most BASIS_USERS users drawn at random (their
+    SVD and k-means hold users x rank doubles several times over); every user is then
+    projected on the factors, so the GAN still trains on all of them.
+    """
+    basis = np.arange(enc.n_users)
+    if enc.n_users > BASIS_USERS:
+        basis = np.sort(rng.choice(enc.n_users, BASIS_USERS, replace=False))
+    m = row_normalised(enc.subset(basis).stacked().astype(np.float64))
     _, v = randomized_svd(m, rank, rng)
-    codes = real_codes(enc, m, v, rng)
+    del m
+    codes = real_codes(enc, v, rng)
+    fitted = codes[basis].astype(np.float64)
     dim = codes.shape[1]
-    mean = codes.mean(axis=0)
-    cov = np.cov(codes, rowvar=False) + 1e-6 * np.eye(dim)
+    mean = fitted.mean(axis=0)
+    cov = np.cov(fitted, rowvar=False) + 1e-6 * np.eye(dim)
     chol = np.linalg.cholesky(cov)
-    taste = codes[:, :v.shape[1]]
+    taste = fitted[:, :v.shape[1]]
     k = auto_components(taste, rng) if n_components is None else n_components
     # components from the raw taste codes: their variance ranks directions by how much
     # they separate users (whitening would make noise directions count as much), and the
     # copula coordinates would split users by how much they do, not what they like
-    labels = kmeans(taste, k, rng) if k > 1 else np.zeros(len(codes), dtype=np.int64)
+    labels = kmeans(taste, k, rng) if k > 1 else np.zeros(len(fitted), dtype=np.int64)
     weights, means, chols = [], [], []
     for j in np.unique(labels):
-        members = codes[labels == j]
+        members = fitted[labels == j]
         n_j = len(members)
         local = np.cov(members, rowvar=False) if n_j > 1 else np.zeros((dim, dim))
         # shrink towards the global covariance: small components borrow its shape
         shrunk = (n_j * local + dim * cov) / (n_j + dim) + 1e-6 * np.eye(dim)
-        weights.append(n_j / len(codes))
+        weights.append(n_j / len(fitted))
         means.append(members.mean(axis=0))
         chols.append(np.linalg.cholesky(shrunk))
     share = None if enc.liked_share is None else Marginal.fit(enc.liked_share)

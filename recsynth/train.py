@@ -63,8 +63,12 @@ def sample_codes(generator: ResidualGenerator, form: ClosedForm, n: int,
         return generate(generator, form, n, gen)
 
 
-def whiten(codes: np.ndarray, form: ClosedForm) -> np.ndarray:
-    return np.linalg.solve(form.chol, (codes - form.mean).T).T
+def whiten(codes: np.ndarray, form: ClosedForm, chunk: int = 65_536) -> np.ndarray:
+    """Float32 whitened codes, a chunk of users at a time (no users x dim float64 copy)."""
+    out = np.empty(codes.shape, dtype=np.float32)
+    for lo in range(0, len(codes), chunk):
+        out[lo:lo + chunk] = np.linalg.solve(form.chol, (codes[lo:lo + chunk] - form.mean).T).T
+    return out
 
 
 class Whitener(torch.nn.Module):
@@ -159,7 +163,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
-    real = torch.from_numpy(whiten(codes, form)).float().to(dev)
+    real = torch.from_numpy(whiten(codes, form)).to(dev)
     if world.active:  # equal shards (the same split on every rank), so every rank takes
         # the same number of steps: one collective more on one rank would hang the others
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(config.seed))
