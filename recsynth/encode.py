@@ -36,6 +36,8 @@ class EncodedUsers:
 
     def stacked(self) -> sp.csr_matrix:
         """[channel_1 | channel_2 | …]: the matrix whose SVD gives the user codes."""
+        if len(self.channels) == 1:
+            return self.channels[0]
         return sp.hstack(self.channels, format="csr")
 
     def item_sets(self) -> sp.csr_matrix:
@@ -96,8 +98,9 @@ def encode_users(batches: Iterable[pl.DataFrame], schema: Schema, users: pl.Seri
                                 counts.indptr), shape=shape)
     if like_threshold is None:
         return EncodedUsers(users, (everything,), activity, None), per_user
-    liked_m = sp.csr_matrix(((counts.data > 0).astype(np.float32), counts.indices,
-                             counts.indptr), shape=shape)
+    # own index arrays: eliminate_zeros() below rewrites them in place
+    liked_m = sp.csr_matrix(((counts.data > 0).astype(np.float32), counts.indices.copy(),
+                             counts.indptr.copy()), shape=shape)
     liked_m.eliminate_zeros()
     other = everything - liked_m  # every pair not liked (null ratings included)
     other.eliminate_zeros()

@@ -40,6 +40,7 @@ from recsynth.streaming import EncodedLog, encode_log, first_per_key, rows_of, s
 from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
 
 MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise
+MAX_CHECK_USERS = 10_000
 
 
 def validate_config(config: ModelConfig) -> None:
@@ -76,12 +77,19 @@ def _user_key_info(users: pl.Series) -> dict[str, Any]:
 
 def _split_users(enc: EncodedUsers, config: ModelConfig
                  ) -> tuple[EncodedUsers, EncodedUsers | None]:
+    """Fitting users, and the held-out users the check scores (at most MAX_CHECK_USERS of
+    them: the check's EASE scores are users x items doubles, and more users only narrow
+    an already narrow error bar)."""
     n_val = round(config.holdout_frac * enc.n_users)
     if config.holdout_frac == 0 or n_val < MIN_CHECK_USERS or enc.n_users - n_val < 2:
         return enc, None
     held = holdout_users(enc.users, config.holdout_frac, config.seed)
     is_held = enc.users.is_in(held.implode()).to_numpy()
-    return enc.subset(np.flatnonzero(~is_held)), enc.subset(np.flatnonzero(is_held))
+    checked = np.flatnonzero(is_held)
+    if len(checked) > MAX_CHECK_USERS:
+        rng = np.random.default_rng([config.seed, 43])
+        checked = np.sort(rng.choice(checked, MAX_CHECK_USERS, replace=False))
+    return enc.subset(np.flatnonzero(~is_held)), enc.subset(checked)
 
 
 def scan_log(data: str, schema_file: str | None, user_col: str | None, item_col: str | None,
@@ -210,7 +218,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     timings["closed_form"] = time.monotonic() - tick
 
     held = "no held-out check" if val_users is None else \
-        f"{val_users.n_users} held out for the check"
+        f"{enc.n_users - fit_users.n_users} held out, {val_users.n_users} scored by the check"
     resumed = "" if state is None else f", resuming after epoch {state['epoch']}"
     on_stage(f"training the GAN on {fit_users.n_users} users ({held}{resumed}); "
              f"checkpoint: {ckpt}")

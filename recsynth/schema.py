@@ -179,28 +179,38 @@ HASH_BUCKETS = 1 << 20
 
 def _column_stats(lf: pl.LazyFrame, user: str, item: str, rest: list[str], time: str | None,
                   dtypes: dict[str, pl.DataType]) -> dict[str, float]:
-    """One pass for distinct counts overall and the largest distinct count within a user/item.
+    """Distinct counts overall and the largest distinct count within a user/item.
 
-    Exact per-user and per-item distinct counts cost memory in proportion to the rows, so
-    a log over SCHEMA_ROWS rows is read through a hashed sample of whole users (about
-    SCHEMA_ROWS rows): within-user constancy is kept exactly and the rest is estimated;
-    `--schema` pins the roles when the estimate is not wanted.
+    Exact per-user and per-item distinct counts cost memory in proportion to the rows, and
+    so does counting a high-cardinality column exactly; a log over SCHEMA_ROWS rows is
+    therefore read through a hashed sample of whole users (about SCHEMA_ROWS rows). A
+    column constant within every user stays so in any sample of users; one that varies in
+    a few users only may be missed (`--schema` pins the levels then). A column with at most
+    MAX_CATEGORIES values in the sample (a string column: categorical or identifier) is
+    counted again over every row (a small count, cheap), so categorical vs identifier is
+    decided on the whole log.
     """
-    total = lf.select(pl.len()).collect().item()
-    if total > SCHEMA_ROWS:
-        keep = int(HASH_BUCKETS * SCHEMA_ROWS / total)
-        lf = lf.filter(pl.col(user).hash(seed=0) % HASH_BUCKETS < keep)
     exprs: list[pl.Expr] = [pl.len().alias("__rows")]
-    for n in rest:
-        exprs.append(pl.col(n).n_unique().alias(f"{n}__n"))
     if time is not None and dtypes[time].is_integer():
         exprs.append(pl.col(time).abs().max().cast(pl.Float64).alias("__time_max"))
     overall = lf.select(exprs).collect(engine="streaming").row(0, named=True)
     if not rest:
         return overall
-    per_user = (lf.group_by(user).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
+    sample = lf
+    if overall["__rows"] > SCHEMA_ROWS:
+        keep = int(HASH_BUCKETS * SCHEMA_ROWS / overall["__rows"])
+        sample = lf.filter(pl.col(user).hash(seed=0) % HASH_BUCKETS < keep)
+    counts = (sample.select([pl.col(n).n_unique().alias(f"{n}__n") for n in rest])
+              .collect(engine="streaming").row(0, named=True))
+    if sample is not lf:  # a distinct-values pass streams where n_unique() would not
+        for n in rest:
+            if dtypes[n] == pl.String and counts[f"{n}__n"] <= MAX_CATEGORIES:
+                counts[f"{n}__n"] = (lf.select(pl.col(n)).unique().select(pl.len())
+                                     .collect(engine="streaming").item())
+    overall.update(counts)
+    per_user = (sample.group_by(user).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
                 .collect(engine="streaming").row(0, named=True))
-    per_item = (lf.group_by(item).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
+    per_item = (sample.group_by(item).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
                 .collect(engine="streaming").row(0, named=True))
     for n in rest:
         overall[f"{n}__user"] = per_user[n]

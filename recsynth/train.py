@@ -30,6 +30,7 @@ from recsynth.protocol import fold_in_split
 from recsynth.recommenders.ease import EASE
 
 CHECK_LAMBDA = 500.0
+SCORE_CHUNK = 2048  # held-out users scored at once by the check
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -120,8 +121,13 @@ class UtilityCheck:
     def __call__(self, generator: ResidualGenerator) -> float:
         syn = self.generated(generator, first_channel=True)
         model = EASE(lambdas=CHECK_LAMBDA).fit(syn, np.random.default_rng(0))
-        top = top_k(model.score(self.foldin), self.foldin, 10)
-        return float(accuracy_per_user(top, self.test, [10])["ndcg@10"].mean())
+        scores = []
+        for lo in range(0, self.foldin.shape[0], SCORE_CHUNK):  # users x items doubles
+            foldin = self.foldin[lo:lo + SCORE_CHUNK]
+            top = top_k(model.score(foldin), foldin, 10)
+            scores.append(accuracy_per_user(top, self.test[lo:lo + SCORE_CHUNK], [10])
+                          ["ndcg@10"])
+        return float(np.concatenate(scores).mean())
 
 
 @dataclass
