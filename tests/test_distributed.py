@@ -24,9 +24,11 @@ def test_two_processes_train_one_model_written_by_rank_0(tmp_path: Path) -> None
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
          "-m", "recsynth", "fit", str(data), "--out", str(out), "--epochs", "6",
-         "--temperature", "0.01", "--rank", "4", "--holdout-frac", "0"],
+         "--temperature", "0.01", "--rank", "4", "--holdout-frac", "0",
+         "--cache-dir", str(tmp_path / "cache")],
         capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # rank 0 encoded, rank 1 read it
     assert proc.stdout.splitlines() == [str(out)]  # rank 0 alone prints the result
     assert proc.stderr.count("device: cpu (2 processes, gloo)") == 1  # and reports progress
     manifest = json.loads((out / "manifest.json").read_text())
