@@ -404,6 +404,7 @@ def sample(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Write synthetic users with the real schema to Parquet, streaming."""
+    from recsynth import distributed
     from recsynth.checkpoint import load_model
     from recsynth.conditions import Request, parse_where
     from recsynth.progress import StageReporter
@@ -422,20 +423,27 @@ def sample(
     model = load_model(model_dir)
     shaping = make_shaping(model, request, filter_quantile)
     target = f"{users} users" if users is not None else f"{rows} rows"
-    with StageReporter(stderr, quiet=quiet) as report:
-        report(f"sampling {target} from {model_dir}")
-        last = [0.0]
+    world = distributed.start("cpu")
+    procs = f" ({world.size} processes)" if world.active else ""
+    try:
+        with StageReporter(stderr, quiet=quiet or not world.is_main) as report:
+            report(f"sampling {target} from {model_dir}{procs}")
+            last = [0.0]
 
-        def on_batch(done_users: int, done_rows: int) -> None:
-            share = done_users / users if users is not None else done_rows / rows
-            if share - last[0] >= 0.1 or share >= 1.0:
-                last[0] = share
-                report(f"{done_users} users, {done_rows} rows ({min(share, 1.0):.0%})")
+            def on_batch(done_users: int, done_rows: int) -> None:
+                share = done_users / users if users is not None else done_rows / rows
+                if share - last[0] >= 0.1 or share >= 1.0:
+                    last[0] = share
+                    report(f"{done_users} users, {done_rows} rows ({min(share, 1.0):.0%})")
 
-        stats = sample_to_parquet(model, out, seed=seed, batch_users=batch_users,
-                                  n_users=users, n_rows=rows, rows_per_file=rows_per_file,
-                                  overwrite=overwrite, shaping=shaping, workers=workers,
-                                  model_dir=model_dir, on_batch=on_batch)
+            stats = sample_to_parquet(model, out, seed=seed, batch_users=batch_users,
+                                      n_users=users, n_rows=rows, rows_per_file=rows_per_file,
+                                      overwrite=overwrite, shaping=shaping, workers=workers,
+                                      model_dir=model_dir, on_batch=on_batch, world=world)
+    finally:
+        distributed.stop()
+    if not world.is_main:
+        return
     if not quiet:
         stderr.print(f"recsynth: wrote {stats.users} users, {stats.rows} rows", markup=False,
                      highlight=False)

@@ -1,7 +1,8 @@
 """Multi-process training through torchrun: PyTorch's own launcher, rendezvous and DDP.
 
 `torchrun --nproc-per-node=N -m recsynth fit …` (or `--nnodes/--rdzv-endpoint` across
-machines) starts N copies of the same command with RANK/WORLD_SIZE in the environment.
+machines) starts N copies of the same command with RANK/WORLD_SIZE in the environment;
+`… -m recsynth sample …` likewise, each rank writing its share of the part files.
 Every rank reads the log and computes the closed form (deterministic for the seed, so all
 ranks agree without talking); training shards real users by rank and averages gradients
 with DistributedDataParallel; only rank 0 reports progress and writes files.
@@ -12,12 +13,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from recsynth.errors import UsageError
 
+T = TypeVar("T")
 TIMEOUT = timedelta(minutes=10)  # a rank that died must not leave the others waiting forever
 
 
@@ -48,11 +51,24 @@ class World:
 
     def gather_states(self, state: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's RNG state, on every rank (a resumable checkpoint needs them all)."""
+        return self.gather(state)
+
+    def gather(self, obj: T) -> list[T]:
+        """Every rank's `obj`, in rank order, on every rank."""
         if not self.active:
-            return [state]
-        states: list[torch.Tensor | None] = [None] * self.size
-        dist.all_gather_object(states, state)
-        return [s for s in states if s is not None]
+            return [obj]
+        out: list[T | None] = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return [o for o in out if o is not None]
+
+    def broadcast(self, obj: T | None) -> T:
+        """Rank 0's `obj` on every rank."""
+        if not self.active:
+            assert obj is not None
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def barrier(self) -> None:
         if self.active:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from recsynth.checkpoint import Model
+    from recsynth.distributed import World
     from recsynth.sampling import Job, SampleStats
 
 DEFAULT_PART_ROWS = 1_000_000  # part size when --workers is given without --rows-per-file
@@ -75,6 +76,53 @@ def write_parts(model: Model, model_dir: str | os.PathLike[str] | None, director
         if int(extra.stem.split("-")[1]) >= len(kept):  # written past the row target
             extra.unlink()
     return SampleStats(sum(u for u, _ in kept), sum(r for _, r in kept), len(kept))
+
+
+def write_parts_ranked(model: Model, directory: Path, job: Job, rows_per_file: int,
+                       n_rows: int | None, world: World,
+                       on_progress: Callable[[int, int], None] = lambda users, rows: None
+                       ) -> SampleStats:
+    """Under torchrun: rank r writes parts r, r + W, r + 2W, … of the plan `write_parts`
+    follows, into the shared `directory`, so the files are the ones any --workers count
+    writes. In rows mode the ranks write rounds of parts until the rows are reached; rank 0
+    then cuts the crossing part at the exact row and deletes the parts after it."""
+    from recsynth.sampling import SampleStats
+
+    per_part, expect = batches_per_part(model, job, rows_per_file)
+    done: dict[int, tuple[int, int]] = {}
+    start = 0
+    n_batches = job.n_batches
+    while True:
+        if n_batches is not None:
+            end = -(-n_batches // per_part)
+        else:
+            have = sum(r for _, r in done.values())
+            if have >= n_rows:
+                break
+            end = start + max(world.size, -(-(n_rows - have) // expect))
+        mine = {k: write_part(model, job, directory, per_part, k, None)
+                for k in range(start + world.rank, end, world.size)}
+        for part in world.gather(mine):
+            done.update(part)
+        on_progress(sum(u for u, _ in done.values()), sum(r for _, r in done.values()))
+        start = end
+        if n_batches is not None:
+            break
+    kept = len(done)
+    if n_rows is not None and world.is_main:
+        rows_before = 0
+        for k in range(len(done)):
+            left = n_rows - rows_before
+            if done[k][1] > left:
+                done[k] = write_part(model, job, directory, per_part, k, left)
+            if done[k][1] >= left:
+                kept = k + 1
+                break
+            rows_before += done[k][1]
+        for k in range(kept, len(done)):
+            part_path(directory, k).unlink()
+    parts = [done[k] for k in range(kept)]
+    return SampleStats(sum(u for u, _ in parts), sum(r for _, r in parts), kept)
 
 
 def _drive(submit: Submit, job: Job, per_part: int, n_rows: int | None, expect: int,

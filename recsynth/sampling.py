@@ -22,6 +22,7 @@ from recsynth import io
 from recsynth.checkpoint import Model
 from recsynth.conditions import Plan, Request, draw_codes, draw_tuples, resolve
 from recsynth.decode import decode, subset_users, tail_share
+from recsynth.distributed import SINGLE, World
 from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates, check_quantile, critic_scores, keep_best
 from recsynth.rowmodel import USER_COUNT_COL
@@ -180,12 +181,14 @@ def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
                       rows_per_file: int | None = None, overwrite: bool = False,
                       shaping: Shaping = PLAIN, workers: int = 1,
                       model_dir: str | os.PathLike[str] | None = None,
-                      on_batch: Callable[[int, int], None] = lambda users, rows: None
-                      ) -> SampleStats:
+                      on_batch: Callable[[int, int], None] = lambda users, rows: None,
+                      world: World = SINGLE) -> SampleStats:
     """Exactly `n_users` users, or whole users until at least `n_rows` rows.
 
     One file, or with `rows_per_file` or `workers` > 1 a directory of parts that is the same
     whatever the worker count (see parts.py); workers load the model from `model_dir`.
+    Under torchrun the ranks are the workers (a directory of parts on a filesystem they
+    share); rank 0 renames it into place.
     """
     from recsynth import parts
 
@@ -199,7 +202,12 @@ def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
         raise UsageError(f"--workers must be at least 1 (got {workers})")
     if workers > 1 and model_dir is None:
         raise UsageError("sampling with workers needs the model directory")
+    if workers > 1 and world.active:
+        raise UsageError("under torchrun every process is a worker: drop --workers")
     job = Job(seed, batch_users, n_users, shaping)
+    if world.active:
+        return _sample_ranked(model, out, job, rows_per_file or parts.DEFAULT_PART_ROWS,
+                              n_rows, overwrite, world, on_batch)
     with io.atomic_path(out, overwrite) as tmp:
         if rows_per_file is None and workers == 1:
             users, rows = write_batches(model, tmp, job, job.batches(), n_rows, on_batch)
@@ -208,3 +216,20 @@ def sample_to_parquet(model: Model, out: str, *, seed: int, batch_users: int,
         return parts.write_parts(model, model_dir, tmp, job,
                                  rows_per_file or parts.DEFAULT_PART_ROWS, n_rows, workers,
                                  on_batch)
+
+
+def _sample_ranked(model: Model, out: str, job: Job, rows_per_file: int, n_rows: int | None,
+                   overwrite: bool, world: World,
+                   on_batch: Callable[[int, int], None]) -> SampleStats:
+    """Rank 0 makes the temp directory and tells the others; all write parts; rank 0 cuts
+    (rows mode) and renames after every rank has finished."""
+    from recsynth import parts
+
+    if not world.is_main:
+        directory = Path(world.broadcast(None))
+        return parts.write_parts_ranked(model, directory, job, rows_per_file, n_rows, world)
+    with io.atomic_path(out, overwrite) as tmp:
+        tmp.mkdir()
+        world.broadcast(str(tmp))
+        return parts.write_parts_ranked(model, tmp, job, rows_per_file, n_rows, world,
+                                        on_batch)

@@ -84,3 +84,28 @@ def test_interrupted_two_process_fit_resumes_to_the_uninterrupted_weights(
     a = torch.load(tmp_path / "full" / "weights.pt", weights_only=True)
     b = torch.load(part / "weights.pt", weights_only=True)
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_sample_under_torchrun_writes_the_parts_one_process_writes(
+        tmp_path: Path, sample_path: Path) -> None:
+    model = tmp_path / "m"
+    assert main(["fit", str(sample_path), "--out", str(model), "--epochs", "0",
+                 "--temperature", "0.01", "-q"]) == 0
+    for mode in (["--users", "700"], ["--rows", "30000"]):
+        common = [str(model), *mode, "--rows-per-file", "1500", "--batch-users", "64",
+                  "--seed", "3"]
+        ref, ranked = tmp_path / f"ref{mode[0]}", tmp_path / f"ranked{mode[0]}"
+        assert main(["sample", *common, "--out", str(ref), "-q"]) == 0
+        proc = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone",
+             "--nproc-per-node=2", "-m", "recsynth", "sample", *common, "--out", str(ranked)],
+            capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.splitlines() == [str(ranked)]
+        assert "(2 processes)" in proc.stderr
+        names = sorted(p.name for p in ref.iterdir())
+        assert len(names) > 3 and names == sorted(p.name for p in ranked.iterdir())
+        for name in names:
+            assert (ref / name).read_bytes() == (ranked / name).read_bytes(), name
+        if mode[0] == "--rows":
+            assert pl.scan_parquet(ranked).select(pl.len()).collect().item() >= 30000
