@@ -131,3 +131,29 @@ def test_row_model_on_a_user_sample_keeps_item_values_of_every_item(
     assert (joined["description"] == joined["description_real"]).all()
     assert main(["fit", str(small_log), "--row-model-rows", "0", "--out",
                  str(tmp_path / "bad"), "-q"]) == 2
+
+
+def test_many_users_fit_on_a_basis_and_a_capped_check(
+        small_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paths a log with millions of users takes, forced on 150 users: factors and
+    mixture from a random basis of users, every user projected; the check on a subset."""
+    import json
+
+    from recsynth import fitting, latent
+    from recsynth.checkpoint import load_model
+
+    monkeypatch.setattr(latent, "BASIS_USERS", 60)
+    monkeypatch.setattr(fitting, "MAX_CHECK_USERS", 25)
+    fit = ["fit", str(small_log), "--epochs", "1", "--holdout-frac", "0.3", "-q"]
+    assert main([*fit, "--out", str(tmp_path / "a")]) == 0
+    assert main([*fit, "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "weights.pt").read_bytes() == \
+        (tmp_path / "b" / "weights.pt").read_bytes()
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["users"] == {"fit": 105, "check": 25}
+    assert manifest["rows"] == pl.read_parquet(small_log).height
+    model = load_model(tmp_path / "a")
+    assert model.form.n_components >= 1 and np.isfinite(model.form.chol).all()
+    out = tmp_path / "syn.parquet"
+    assert main(["sample", str(tmp_path / "a"), "--users", "50", "--out", str(out), "-q"]) == 0
+    assert pl.read_parquet(out)["user_id"].n_unique() == 50
