@@ -55,7 +55,10 @@ def generate(generator: ResidualGenerator, form: ClosedForm, n: int,
         idx = torch.nonzero(component == k).squeeze(1)
         parts.append(means[k] + white[idx] @ chols[k].T)
         order.append(idx)
-    return torch.cat(parts)[torch.argsort(torch.cat(order))]
+    # undo the grouping by component: an inverse permutation, no sort needed
+    where = torch.empty(n, dtype=torch.long, device=device)
+    where[torch.cat(order)] = torch.arange(n, device=device)
+    return torch.cat(parts)[where]
 
 
 def sample_codes(generator: ResidualGenerator, form: ClosedForm, n: int,

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 DEFAULT_CHUNK_ROWS = 2048
 # Cap on the cells of one dense query-chunk x references block (float32: 64 MiB each).
@@ -184,6 +183,8 @@ def closer_share(d_train: np.ndarray, d_holdout: np.ndarray) -> float:
 
 def auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     """P(member score > non-member score) + 1/2 P(tie): Mann-Whitney U / (n1 n0)."""
+    from scipy.stats import rankdata  # here: scipy.stats costs `sample` ~0.9 s to import
+
     n1, n0 = len(member_scores), len(nonmember_scores)
     ranks = rankdata(np.concatenate([member_scores, nonmember_scores]))
     u = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
