@@ -49,17 +49,14 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
-    def gather_states(self, state: torch.Tensor) -> list[torch.Tensor]:
-        """Every rank's RNG state, on every rank (a resumable checkpoint needs them all)."""
-        return self.gather(state)
-
     def gather(self, obj: T) -> list[T]:
-        """Every rank's `obj`, in rank order, on every rank."""
+        """Every rank's `obj`, in rank order, on every rank (e.g. the RNG states a resumable
+        checkpoint needs, or which part files each rank wrote)."""
         if not self.active:
             return [obj]
-        out: list[T | None] = [None] * self.size
+        out: list[T] = [obj] * self.size
         dist.all_gather_object(out, obj)
-        return [o for o in out if o is not None]
+        return out
 
     def broadcast(self, obj: T | None) -> T:
         """Rank 0's `obj` on every rank."""

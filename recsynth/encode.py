@@ -21,6 +21,8 @@ from recsynth.errors import DataError
 from recsynth.schema import Schema
 
 N_KNOTS = 257
+BATCH_ROWS = 1_000_000  # log rows held at once while encoding
+BATCH_PAIRS = 2_000_000  # pending pairs before batches are folded into the result
 
 
 @dataclass(frozen=True)
@@ -69,30 +71,28 @@ def encode_users(batches: Iterable[pl.DataFrame], schema: Schema, users: pl.Seri
     user, item, rating = schema.user_col, schema.item_col, schema.rating_col
     if like_threshold is not None and rating is None:
         raise DataError(f"{source}: a like threshold needs a rating column, none in the schema")
-    rows, cols, liked = [], [], []
+    shape = (len(users), len(catalog))
+    counts = sp.csr_matrix(shape, dtype=np.float32)  # liked rows per distinct pair so far
+    pending: list[sp.csr_matrix] = []
     per_user = np.zeros(len(users), dtype=np.int64)
     for batch in batches:
         if batch.height == 0:
             continue
         u = _positions(users, batch.get_column(user), source, user, "user")
         i = _positions(catalog, batch.get_column(item), source, item, "item")
-        hit = np.zeros(batch.height, dtype=np.int64) if like_threshold is None else \
+        hit = np.zeros(batch.height, dtype=np.float32) if like_threshold is None else \
             (batch.get_column(rating) >= like_threshold).fill_null(False).to_numpy() \
-            .astype(np.int64)
-        key = u * len(catalog) + i
-        pairs, inverse = np.unique(key, return_inverse=True)
-        rows.append((pairs // len(catalog)).astype(np.int32))
-        cols.append((pairs % len(catalog)).astype(np.int32))
-        liked.append(np.bincount(inverse, weights=hit, minlength=len(pairs)).astype(np.float32))
+            .astype(np.float32)
+        part = sp.csr_matrix((hit, (u, i)), shape=shape, dtype=np.float32)
+        part.sum_duplicates()  # explicit zeros kept: a pair with no liked row is a pair
+        pending.append(part)
         per_user += np.bincount(u, minlength=len(users))
-    shape = (len(users), len(catalog))
-    counts = sp.csr_matrix((np.concatenate(liked) if liked else np.zeros(0, np.float32),
-                            (np.concatenate(rows) if rows else np.zeros(0, np.int32),
-                             np.concatenate(cols) if cols else np.zeros(0, np.int32))),
-                           shape=shape, dtype=np.float32)
-    del rows, cols, liked
-    counts.sum_duplicates()
-    counts.sort_indices()
+        # fold the batches in once they hold as many pairs as the result: pairs that recur
+        # across batches (repeat purchases, time-ordered parts) then cost memory once
+        if sum(p.nnz for p in pending) > max(BATCH_PAIRS, counts.nnz):
+            counts = _merged(counts, pending)
+            pending = []
+    counts = _merged(counts, pending)
     activity = np.diff(counts.indptr).astype(np.int64)
     everything = sp.csr_matrix((np.ones(counts.nnz, dtype=np.float32), counts.indices,
                                 counts.indptr), shape=shape)
@@ -108,6 +108,21 @@ def encode_users(batches: Iterable[pl.DataFrame], schema: Schema, users: pl.Seri
     return EncodedUsers(users, (liked_m, other), activity, share), per_user
 
 
+def _merged(counts: sp.csr_matrix, parts: list[sp.csr_matrix]) -> sp.csr_matrix:
+    """The sum of the matrices, duplicates summed and explicit zeros kept (every stored
+    entry is a pair of the log; its value counts the pair's liked rows)."""
+    if not parts:
+        return counts
+    stacked = [counts, *parts]
+    data = np.concatenate([m.data for m in stacked])
+    rows = np.concatenate([np.repeat(np.arange(m.shape[0], dtype=np.int32),
+                                     np.diff(m.indptr)) for m in stacked])
+    cols = np.concatenate([m.indices for m in stacked])
+    out = sp.coo_matrix((data, (rows, cols)), shape=counts.shape).tocsr()  # sums duplicates
+    out.sort_indices()
+    return out
+
+
 def _positions(keys: pl.Series, values: pl.Series, source: str, column: str,
                what: str) -> np.ndarray:
     """Positions of `values` in the sorted `keys`; a value not among them is a data error."""
@@ -117,10 +132,9 @@ def _positions(keys: pl.Series, values: pl.Series, source: str, column: str,
     missing = (pos >= len(keys)) | ~(keys.gather(found) == values).fill_null(False).to_numpy()
     if missing.any():
         example = values.filter(pl.Series(missing)).item(0)
-        raise DataError(f"{source}: column {column!r} has {what} key {example!r} not in the "
-                        "real catalog" if what == "item" else
-                        f"{source}: column {column!r} has {what} key {example!r} not among "
-                        "the users")
+        where = "the real catalog" if what == "item" else "the users"
+        raise DataError(f"{source}: column {column!r} has {what} key {example!r} not in "
+                        f"{where}")
     return pos
 
 

@@ -13,7 +13,7 @@ import polars as pl
 
 from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
-from recsynth.conditions import conditionable_columns, fit_conditions
+from recsynth.conditions import Conditions, conditionable_columns, fit_conditions
 from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
 from recsynth.decode import calibrate_item_bias
 from recsynth.distributed import SINGLE, World
@@ -21,7 +21,7 @@ from recsynth.encode import EncodedUsers
 from recsynth.errors import DataError, UsageError
 from recsynth.inputs import check_keys
 from recsynth.itemspace import MAX_SLOTS, ItemSpace
-from recsynth.latent import fit_closed_form
+from recsynth.latent import ClosedForm, fit_closed_form
 from recsynth.matrix import build_catalog
 from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.resume import (
@@ -76,20 +76,23 @@ def _user_key_info(users: pl.Series) -> dict[str, Any]:
 
 
 def _split_users(enc: EncodedUsers, config: ModelConfig
-                 ) -> tuple[EncodedUsers, EncodedUsers | None]:
-    """Fitting users, and the held-out users the check scores (at most MAX_CHECK_USERS of
-    them: the check's EASE scores are users x items doubles, and more users only narrow
-    an already narrow error bar)."""
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows of the fitting users and of the held-out users the check scores.
+
+    At most MAX_CHECK_USERS are held out (the check's EASE scores are users x items
+    doubles, and more users only narrow an already narrow error bar); the rest of
+    `holdout_frac` goes back to fitting.
+    """
+    everyone = np.arange(enc.n_users)
     n_val = round(config.holdout_frac * enc.n_users)
     if config.holdout_frac == 0 or n_val < MIN_CHECK_USERS or enc.n_users - n_val < 2:
-        return enc, None
+        return everyone, None
     held = holdout_users(enc.users, config.holdout_frac, config.seed)
-    is_held = enc.users.is_in(held.implode()).to_numpy()
-    checked = np.flatnonzero(is_held)
+    checked = np.flatnonzero(enc.users.is_in(held.implode()).to_numpy())
     if len(checked) > MAX_CHECK_USERS:
         rng = np.random.default_rng([config.seed, 43])
         checked = np.sort(rng.choice(checked, MAX_CHECK_USERS, replace=False))
-    return enc.subset(np.flatnonzero(~is_held)), enc.subset(checked)
+    return np.setdiff1d(everyone, checked), checked
 
 
 def scan_log(data: str, schema_file: str | None, user_col: str | None, item_col: str | None,
@@ -150,6 +153,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
             on_stage("warning: the schema was inferred from the data (column levels, "
                      "categorical vs identifier, time unit), which DP does not cover; pass "
                      "--schema with a schema you chose to make it public")
+        if cache_dir is not None or config.row_model_rows != ModelConfig.row_model_rows:
+            on_stage("warning: --cache-dir and --row-model-rows do not apply to --epsilon "
+                     "(the DP fit reads the log into memory)")
         frame = io.collect(lf, data)  # DP clips per user in memory
         check_keys(frame, str(data), [schema.user_col, schema.item_col])
         catalog = build_catalog(schema.item_col, frame)
@@ -167,21 +173,26 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     on_stage("encoding users (streaming passes over the log) and fitting the closed-form "
              "sampler")
     tick = time.monotonic()
-    log = _encoded_log(lf, log_files, schema, config, str(data), cache_dir, inputs, world,
-                       on_stage)
-    catalog, full, threshold = log.catalog, log.enc, log.like_threshold
+    log = _encoded_log(lf, log_files, schema, config, str(data), cache_dir,
+                       inputs[:len(log_files)], world, on_stage)
+    catalog, threshold, n_rows = log.catalog, log.like_threshold, log.rows
+    all_users = log.enc.users
     config = replace(config, like_threshold=threshold)
     timings["encode"] = time.monotonic() - tick
     tick = time.monotonic()
-    space = ItemSpace.build(full.item_sets(), config.max_items)
-    enc = replace(full, channels=tuple(space.to_model(c) for c in full.channels))
+    space = ItemSpace.build(log.enc.item_sets(), config.max_items)
+    enc = replace(log.enc, channels=tuple(space.to_model(c) for c in log.enc.channels))
     if space.capped:
         on_stage(f"modelling the {len(space.head)} most popular of {len(catalog)} items; "
                  f"the other {len(space.tail)} share {space.n_slots} tail slots")
-    fit_users, val_users = _split_users(enc, config)
+    fit_rows, check_rows = _split_users(enc, config)
+    fit_users = enc if check_rows is None else enc.subset(fit_rows)
+    val_users = None if check_rows is None else enc.subset(check_rows)
+    fit_rows_per_user = log.rows_per_user[fit_rows]
+    del log, enc  # the subsets are copies: keep one pair matrix, not three
     rank = config.rank if config.rank is not None else auto_rank(fit_users.n_users)
     rank = max(1, min(rank, fit_users.n_users - 1,
-                      space.n_model_items * len(enc.channels) - 1))
+                      space.n_model_items * len(fit_users.channels) - 1))
     rng = np.random.default_rng([config.seed, 3])
     form, codes = fit_closed_form(fit_users, rank, rng, config.n_components)
     if space.capped:
@@ -218,7 +229,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     timings["closed_form"] = time.monotonic() - tick
 
     held = "no held-out check" if val_users is None else \
-        f"{enc.n_users - fit_users.n_users} held out, {val_users.n_users} scored by the check"
+        f"{val_users.n_users} held out for the check"
     resumed = "" if state is None else f", resuming after epoch {state['epoch']}"
     on_stage(f"training the GAN on {fit_users.n_users} users ({held}{resumed}); "
              f"checkpoint: {ckpt}")
@@ -239,19 +250,20 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     on_stage("calibrating item frequencies and fitting the per-row model")
     tick = time.monotonic()
     form = calibrated(form, generator, temperature, config.seed + 1)
-    rowmodel, conditions = _fit_rows(lf, schema, log, fit_users, codes, form, config,
-                                     str(data), on_stage)
+    rowmodel, conditions = _fit_rows(lf, schema, catalog, threshold, fit_users,
+                                     fit_rows_per_user, codes, form, config, str(data),
+                                     on_stage)
     timings["calibrate_rowmodel"] = time.monotonic() - tick
 
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
-                  rowmodel, _user_key_info(enc.users), space, conditions)
+                  rowmodel, _user_key_info(all_users), space, conditions)
     manifest = {"inputs": inputs, "versions": versions(), "seed": config.seed,
                 "device": device, "precision": config.precision, "processes": world.size,
                 "started_unix": round(started, 3),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
                 "users": {"fit": fit_users.n_users,
                           "check": 0 if val_users is None else val_users.n_users},
-                "items": len(catalog), "modelled_items": n_items, "rows": log.rows,
+                "items": len(catalog), "modelled_items": n_items, "rows": n_rows,
                 "best_epoch": result.best_epoch,
                 "stopped": result.stopped,
                 "resumed_after_epoch": None if state is None else state["epoch"],
@@ -270,7 +282,8 @@ def _encoded_log(lf: pl.LazyFrame, files: list[Path], schema: Schema, config: Mo
     """Under torchrun with a cache, rank 0 encodes and the other ranks read its cache."""
     def encode() -> EncodedLog:
         return encode_log(lf, files, schema, config.like_threshold, source,
-                          cache_dir=cache_dir, inputs=inputs, on_stage=on_stage)
+                          cache_dir=cache_dir, inputs=inputs, write_cache=world.is_main,
+                          on_stage=on_stage)
 
     if world.active and cache_dir is not None and not world.is_main:
         world.barrier()
@@ -281,21 +294,21 @@ def _encoded_log(lf: pl.LazyFrame, files: list[Path], schema: Schema, config: Mo
     return log
 
 
-def _fit_rows(lf: pl.LazyFrame, schema: Schema, log: EncodedLog, fit_users: EncodedUsers,
-              codes: np.ndarray, form, config: ModelConfig, source: str,
-              on_stage: Callable[[str], None]) -> tuple[RowModel, Any]:
+def _fit_rows(lf: pl.LazyFrame, schema: Schema, catalog: pl.Series,
+              like_threshold: float | None, fit_users: EncodedUsers,
+              rows_per_user: np.ndarray, codes: np.ndarray, form: ClosedForm,
+              config: ModelConfig, source: str, on_stage: Callable[[str], None]
+              ) -> tuple[RowModel, Conditions | None]:
     """The per-row model on a bounded sample of whole fitting users; item-level values and
     the conditions' per-user attributes from streaming passes over every row."""
-    at = np.searchsorted(log.enc.users.to_numpy(), fit_users.users.to_numpy())
-    chosen = sample_users(fit_users.users, log.rows_per_user[at], config.row_model_rows,
-                          config.seed)
+    chosen = sample_users(fit_users.users, rows_per_user, config.row_model_rows, config.seed)
     if len(chosen) < fit_users.n_users:
         on_stage(f"per-row model from {len(chosen)} of {fit_users.n_users} fitting users "
                  f"(whole users, about {config.row_model_rows:,} rows)")
     rows = rows_of(lf, schema.user_col, chosen, source)
     item_cols = [c.name for c in schema.item_attributes()]
     items = first_per_key(lf, schema.item_col, item_cols, source) if item_cols else None
-    rowmodel = RowModel.fit(rows, schema, log.catalog, log.like_threshold, item_values=items)
+    rowmodel = RowModel.fit(rows, schema, catalog, like_threshold, item_values=items)
     cols = conditionable_columns(schema)
     conditions = None
     if cols:

@@ -85,14 +85,17 @@ def real_codes(enc: EncodedUsers, item_factors: np.ndarray, rng: np.random.Gener
     float32; the code is the user's unit-normalised row of `enc.stacked()` projected on the
     factors, a chunk of users at a time."""
     stacked = enc.stacked()
-    z = np.empty((enc.n_users, item_factors.shape[1]), dtype=np.float32)
-    for lo in range(0, enc.n_users, chunk):
-        z[lo:lo + chunk] = row_normalised(stacked[lo:lo + chunk].astype(np.float64)) \
-            @ item_factors
+    r = item_factors.shape[1]
     extra = [normal_scores(np.log(enc.activity.astype(np.float64)), rng)]
     if enc.liked_share is not None:
         extra.append(normal_scores(enc.liked_share, rng))
-    return np.column_stack([z, *extra]).astype(np.float32, copy=False)
+    codes = np.empty((enc.n_users, r + len(extra)), dtype=np.float32)
+    for lo in range(0, enc.n_users, chunk):
+        codes[lo:lo + chunk, :r] = row_normalised(stacked[lo:lo + chunk].astype(np.float64)) \
+            @ item_factors
+    for j, scores in enumerate(extra):
+        codes[:, r + j] = scores
+    return codes
 
 
 BASIS_USERS = 100_000

@@ -88,7 +88,9 @@ def write_parts_ranked(model: Model, directory: Path, job: Job, rows_per_file: i
     then cuts the crossing part at the exact row and deletes the parts after it."""
     from recsynth.sampling import SampleStats
 
-    per_part, expect = batches_per_part(model, job, rows_per_file)
+    # rank 0's plan for all: ranks on other machines must not round differently
+    per_part, expect = world.broadcast(batches_per_part(model, job, rows_per_file)
+                                       if world.is_main else None)
     done: dict[int, tuple[int, int]] = {}
     start = 0
     n_batches = job.n_batches

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +27,11 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from recsynth import io
-from recsynth.encode import EncodedUsers, default_like_threshold, encode_users
+from recsynth.encode import BATCH_ROWS, EncodedUsers, default_like_threshold, encode_users
 from recsynth.errors import DataError, first_line
 from recsynth.schema import Schema
 
-BATCH_ROWS = 1_000_000  # log rows held at once while encoding
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # raise whenever the encoding changes: old entries are then never read
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class EncodedLog:
 
 
 def sorted_keys(lf: pl.LazyFrame, col: str, source: str) -> pl.Series:
+    """The distinct keys of a column, sorted: row positions of the encoded matrix."""
     unique = lf.select(pl.col(col).drop_nulls().unique())
     return io.collect(unique, source, streaming=True).get_column(col).sort()
 
@@ -78,12 +82,16 @@ def file_batches(files: list[Path], columns: list[str], dtypes: dict[str, pl.Dat
 
 def encode_log(lf: pl.LazyFrame, files: list[Path], schema: Schema,
                like_threshold: float | None, source: str, *, cache_dir: str | None = None,
-               inputs: list[dict[str, Any]] | None = None,
+               inputs: list[dict[str, Any]] | None = None, write_cache: bool = True,
                on_stage: Callable[[str], None] = lambda _: None) -> EncodedLog:
-    """The encoded users of the whole log, from `cache_dir` when it holds them."""
+    """The encoded users of the whole log, from `cache_dir` when it holds them.
+
+    `inputs` is the log files' fingerprint (checkpoint.fingerprint), the cache key."""
     key = None
     if cache_dir is not None:
-        key = cache_key(inputs or [], schema, like_threshold)
+        if not inputs:
+            raise ValueError("a cache needs the inputs' fingerprint for its key")
+        key = cache_key(inputs, schema, like_threshold)
         cached = load_cache(Path(cache_dir) / key)
         if cached is not None:
             on_stage(f"encoded users read from the cache {Path(cache_dir) / key}")
@@ -106,9 +114,12 @@ def encode_log(lf: pl.LazyFrame, files: list[Path], schema: Schema,
     enc, per_user = encode_users(file_batches(files, cols, dtypes), schema, users, catalog,
                                  threshold, source)
     log = EncodedLog(enc, catalog, per_user, rows, threshold)
-    if cache_dir is not None and key is not None:
-        save_cache(log, Path(cache_dir) / key)
-        on_stage(f"encoded users cached in {Path(cache_dir) / key}")
+    if cache_dir is not None and key is not None and write_cache:
+        try:
+            save_cache(log, Path(cache_dir) / key)
+            on_stage(f"encoded users cached in {Path(cache_dir) / key}")
+        except OSError as exc:  # the fit goes on without a cache
+            on_stage(f"warning: cannot write the cache in {cache_dir} ({first_line(exc)})")
     return log
 
 
@@ -133,12 +144,21 @@ def save_cache(log: EncodedLog, directory: Path) -> None:
         arrays[f"indptr{j}"], arrays[f"indices{j}"] = c.indptr, c.indices
     meta = {"format": CACHE_FORMAT, "rows": log.rows, "like_threshold": log.like_threshold,
             "channels": len(log.enc.channels)}
-    with io.atomic_path(directory, overwrite=True) as tmp:
-        tmp.mkdir()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
         np.savez(tmp / "arrays.npz", **arrays)
         pl.DataFrame({"user": log.enc.users}).write_parquet(tmp / "users.parquet")
         pl.DataFrame({"item": log.catalog}).write_parquet(tmp / "catalog.parquet")
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        if load_cache(directory) is None:  # never replace a good entry: another fit of
+            shutil.rmtree(directory, ignore_errors=True)  # the same data may be reading it
+            try:
+                os.rename(tmp, directory)
+            except OSError:  # another writer got there first: its entry is as good
+                pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_cache(directory: Path) -> EncodedLog | None:
@@ -159,7 +179,8 @@ def load_cache(directory: Path) -> EncodedLog | None:
             enc = EncodedUsers(users, channels, z["activity"], share)
             return EncodedLog(enc, catalog, z["rows_per_user"], int(meta["rows"]),
                               meta["like_threshold"])
-    except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
+            pl.exceptions.PolarsError):
         return None
 
 

@@ -247,7 +247,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
             result.best_epoch = epoch
         result.history.append(record)
         on_epoch(record)
-        rngs = world.gather_states(gen.get_state())  # every rank takes part
+        rngs = world.gather(gen.get_state())  # every rank takes part
         if on_checkpoint is not None:
             on_checkpoint({"epoch": epoch, "rng_ranks": rngs, "step": step, "stale": stale,
                            "best": best, "best_epoch": result.best_epoch, "history": result.history,
