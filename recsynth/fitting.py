@@ -22,6 +22,7 @@ from recsynth.errors import DataError, UsageError
 from recsynth.inputs import check_keys
 from recsynth.itemspace import MAX_SLOTS, ItemSpace
 from recsynth.latent import ClosedForm, fit_closed_form
+from recsynth.logcache import EncodedLog
 from recsynth.matrix import build_catalog
 from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.resume import (
@@ -36,7 +37,7 @@ from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema, resolve_schema, schema_to_dict
 from recsynth.side_tables import join_side_table
 from recsynth.split import holdout_users
-from recsynth.streaming import EncodedLog, encode_log, first_per_key, rows_of, sample_users
+from recsynth.streaming import encode_log, first_per_key, rows_of, sample_users
 from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
 
 MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise

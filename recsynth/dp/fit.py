@@ -33,14 +33,13 @@ from recsynth.decode import calibrate_item_bias
 from recsynth.dp import mechanisms as mech
 from recsynth.dp.budget import ACCOUNTANT, MECHANISM, THRESHOLD_DELTA_SHARE, noise_seed, plan_budget
 from recsynth.dp.train import WEIGHT_CLIP, train_dp_gan
-from recsynth.encode import EncodedUsers, encode_users
+from recsynth.encode import BATCH_ROWS, EncodedUsers, encode_users
 from recsynth.errors import UsageError
 from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm, row_normalised
 from recsynth.model import PacCritic, ResidualGenerator
 from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema
-from recsynth.streaming import BATCH_ROWS
 from recsynth.train import EpochCallback, TrainResult, sample_codes, whiten
 
 # RDP weight of each release: block k gets noise σ₀/√w_k, and all of them together cost as
