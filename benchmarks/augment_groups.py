@@ -4,7 +4,7 @@
         [--strategies match,sparse-users,long-tail,balance:gender] [--ratios 0.2]
         [--filter 0.2] [--augment-filters 0.0,0.2] [--augment-seeds 0] [--seed 0]
         [--recommenders ease,bpr] [--parts augment,conditional,filter]
-        [--work benchmarks/results/augment]
+        [--fit-args "--temperature 0.003 --components 10"] [--work benchmarks/results/augment]
 
 Needs the 80/20 splits in benchmarks/data (`benchmarks/popularity_tables.sh`) and, for
 MovieLens, benchmarks/data/ml100k/users.parquet (`benchmarks/fetch_ml100k.py`). User
@@ -18,12 +18,17 @@ Three parts, one markdown table each on stdout (JSON beside, in --work):
 - conditional: NDCG@10 (EASE) within a rare group (< 2 % of users) of held-out users,
   trained on real users, on unconditional and on conditional synthetic users;
 - filter: TSTR, fidelity and privacy of a plain sample vs one with critic filtering.
+
+--fit-args are passed to `recsynth fit` as they are (shell-split); the model directory and
+the augment outputs are named after them, so models fitted with other options sit side by
+side in one --work.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -67,11 +72,23 @@ def prepare(name: str, work: Path) -> tuple[Path, Path]:
     return paths
 
 
-def fit(name: str, train: Path, work: Path, seed: int) -> Path:
-    model = work / name / f"model-{seed}"
+def fit_tag(fit_args: str) -> str:
+    """'--temperature 0.003 --components 10' -> 'temperature-0.003-components-10'."""
+    return "-".join(a.lstrip("-") for a in shlex.split(fit_args))
+
+
+def fit(name: str, train: Path, work: Path, seed: int, fit_args: str = "") -> Path:
+    tag = fit_tag(fit_args)
+    model = work / name / (f"model-{seed}-{tag}" if tag else f"model-{seed}")
     if not model.exists():
-        run([*RS, "fit", str(train), "--out", str(model), "--seed", str(seed), "-q"])
+        run([*RS, "fit", str(train), "--out", str(model), "--seed", str(seed), "-q",
+             *shlex.split(fit_args)])
     return model
+
+
+def own(model: Path, args) -> str:
+    """Prefix of the files made from a model fitted with --fit-args ('' without)."""
+    return f"{model.name}-" if args.fit_args else ""
 
 
 def evaluate(name: str, train: Path, holdout: Path, flag: str, path: Path, recs: str,
@@ -90,7 +107,7 @@ def augment_part(name, train, holdout, model, args, work) -> list[dict]:
         for ratio in args.ratios.split(","):
             for q, aseed in ((q, a) for q in map(float, args.augment_filters.split(","))
                              for a in args.augment_seeds.split(",")):
-                tag = f"{strategy.replace(':', '-')}-{ratio}-q{q}-s{aseed}"
+                tag = f"{own(model, args)}{strategy.replace(':', '-')}-{ratio}-q{q}-s{aseed}"
                 aug = work / name / f"aug-{tag}.parquet"
                 summary = json.loads(run([*RS, "augment", str(train), str(model), "--out",
                                           str(aug), "--strategy", strategy, "--ratio", ratio,
@@ -98,7 +115,8 @@ def augment_part(name, train, holdout, model, args, work) -> list[dict]:
                                           "--overwrite", "--json", "-q"]))
                 r = evaluate(name, train, holdout, "--augmented", aug, args.recommenders,
                              work / name / f"report-{tag}.json")["augmented"]
-                row = {"dataset": name, "strategy": strategy, "ratio": float(ratio),
+                row = {"dataset": name, **({"fit": args.fit_args} if args.fit_args else {}),
+                       "strategy": strategy, "ratio": float(ratio),
                        "filter": q, "seed": int(aseed),
                        "added_users": summary["synthetic"]["users"]}
                 for rec in args.recommenders.split(","):
@@ -122,19 +140,20 @@ def conditional_part(name, train, holdout, model, args, work) -> list[dict]:
     on as many unconditional vs conditional (--where) synthetic users."""
     n_train = pl.scan_parquet(train).select(pl.col("user_id").n_unique()).collect().item()
     per_user = pl.scan_parquet(train).group_by("user_id").agg(pl.all().first()).collect()
-    uncond = work / name / "syn-unconditional.parquet"
+    pre = own(model, args)
+    uncond = work / name / f"{pre}syn-unconditional.parquet"
     run([*RS, "sample", str(model), "--users", str(n_train), "--out", str(uncond), "--seed",
          str(args.seed), "--overwrite", "-q"])
     base = evaluate(name, train, holdout, "--synthetic", uncond, "ease",
-                    work / name / "report-unconditional.json")
+                    work / name / f"{pre}report-unconditional.json")
     rows = []
     for col, value in RARE[name]:
-        syn = work / name / f"syn-{col}-{value}.parquet"
+        syn = work / name / f"{pre}syn-{col}-{value}.parquet"
         run([*RS, "sample", str(model), "--users", str(n_train), "--out", str(syn), "--seed",
              str(args.seed), "--overwrite", "-q", "--where", f"{col}={value}"])
         ok = (pl.read_parquet(syn).get_column(col).cast(pl.String) == value).all()
         r = evaluate(name, train, holdout, "--synthetic", syn, "ease",
-                     work / name / f"report-{col}-{value}.json")
+                     work / name / f"{pre}report-{col}-{value}.json")
         g = r["fairness"][col]["groups"][value]["ease"]
         b = base["fairness"][col]["groups"][value]["ease"]
         rows.append({"dataset": name, "group": f"{col}={value}",
@@ -152,11 +171,11 @@ def filter_part(name, train, holdout, model, args, work) -> list[dict]:
     n_train = pl.scan_parquet(train).select(pl.col("user_id").n_unique()).collect().item()
     rows = []
     for q in (0.0, args.filter):
-        syn = work / name / f"syn-filter-q{q}.parquet"
+        syn = work / name / f"{own(model, args)}syn-filter-q{q}.parquet"
         run([*RS, "sample", str(model), "--users", str(n_train), "--out", str(syn),
              "--filter-quantile", str(q), "--seed", str(args.seed), "--overwrite", "-q"])
         r = evaluate(name, train, holdout, "--synthetic", syn, "ease",
-                     work / name / f"report-filter-q{q}.json")
+                     work / name / f"{own(model, args)}report-filter-q{q}.json")
         rows.append({"dataset": name, "filter": q,
                      "tstr": r["utility"]["ease"]["ratio"]["ndcg@10"],
                      "activity_ks": r["fidelity"]["activity_ks"],
@@ -197,16 +216,20 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recommenders", default="ease,bpr")
     p.add_argument("--parts", default="augment,conditional,filter")
+    p.add_argument("--fit-args", default="",
+                   help='extra `recsynth fit` options, e.g. "--temperature 0.003"')
     p.add_argument("--work", type=Path, default=HERE / "results" / "augment")
     args = p.parse_args()
     parts = {"augment": augment_part, "conditional": conditional_part, "filter": filter_part}
     results: dict[str, list[dict]] = {k: [] for k in args.parts.split(",")}
     for name in args.datasets.split(","):
         train, holdout = prepare(name, args.work)
-        model = fit(name, train, args.work, args.seed)
+        model = fit(name, train, args.work, args.seed, args.fit_args)
         for part in results:
             results[part] += parts[part](name, train, holdout, model, args, args.work)
-    out = args.work / f"augment_groups-{args.datasets.replace(',', '-')}.json"
+    stem = "-".join(filter(None, ["augment_groups", args.datasets.replace(",", "-"),
+                                  fit_tag(args.fit_args)]))
+    out = args.work / f"{stem}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     for part, rows in results.items():
         print(f"\n### {part}\n\n{table(rows)}")
