@@ -37,7 +37,7 @@ from scipy.special import logsumexp
 
 from recsynth.decode import counts_from_codes
 from recsynth.errors import DataError, UsageError
-from recsynth.latent import ClosedForm
+from recsynth.latent import CODE_CHUNK, ClosedForm
 from recsynth.schema import Schema
 
 FILE = "conditions.json"
@@ -84,14 +84,11 @@ class Conditions:
                     for c, s in data["columns"].items()})
 
 
-CHUNK = 65_536
-
-
 def responsibilities(codes: np.ndarray, form: ClosedForm) -> np.ndarray:
     """(users, K) posterior probability of each mixture component for each code."""
     logp = np.empty((len(codes), form.n_components))
-    for lo in range(0, len(codes), CHUNK):  # users x dim temporaries, a chunk at a time
-        part = codes[lo:lo + CHUNK]
+    for lo in range(0, len(codes), CODE_CHUNK):  # users x dim temporaries, chunk by chunk
+        part = codes[lo:lo + CODE_CHUNK]
         for k in range(form.n_components):
             chol = form.chols[k]
             z = solve_triangular(chol, (part - form.means[k]).T, lower=True)
@@ -105,14 +102,14 @@ def conditionable_columns(schema: Schema) -> list[str]:
     return [c.name for c in schema.user_attributes() if c.role in ("categorical", "numeric")]
 
 
-def fit_conditions(codes: np.ndarray, form: ClosedForm, frame: pl.DataFrame, schema: Schema,
-                   users: pl.Series) -> Conditions | None:
-    """Group statistics per attribute value; `codes[i]` belongs to `users[i]`."""
-    cols = [c for c in conditionable_columns(schema) if c in frame.columns]
+def fit_conditions(codes: np.ndarray, form: ClosedForm, per_user: pl.DataFrame,
+                   schema: Schema, users: pl.Series) -> Conditions | None:
+    """Group statistics per attribute value; `codes[i]` belongs to `users[i]`; `per_user`
+    has one row per user key with its attribute values."""
+    cols = [c for c in conditionable_columns(schema) if c in per_user.columns]
     if not cols:
         return None
     user = schema.user_col
-    per_user = frame.group_by(user).agg(pl.col(cols).first())
     aligned = pl.DataFrame({user: users}).join(per_user, on=user, how="left")
     resp = responsibilities(codes, form)
     out: dict[str, AttributeStats] = {}

@@ -113,12 +113,11 @@ def _merged(counts: sp.csr_matrix, parts: list[sp.csr_matrix]) -> sp.csr_matrix:
     entry is a pair of the log; its value counts the pair's liked rows)."""
     if not parts:
         return counts
-    stacked = [counts, *parts]
-    data = np.concatenate([m.data for m in stacked])
-    rows = np.concatenate([np.repeat(np.arange(m.shape[0], dtype=np.int32),
-                                     np.diff(m.indptr)) for m in stacked])
-    cols = np.concatenate([m.indices for m in stacked])
-    out = sp.coo_matrix((data, (rows, cols)), shape=counts.shape).tocsr()  # sums duplicates
+    coo = [m.tocoo() for m in (counts, *parts)]  # tocoo keeps explicit zeros
+    out = sp.coo_matrix((np.concatenate([m.data for m in coo]),
+                         (np.concatenate([m.row for m in coo]),
+                          np.concatenate([m.col for m in coo]))),
+                        shape=counts.shape).tocsr()  # sums duplicates
     out.sort_indices()
     return out
 

@@ -18,7 +18,7 @@ from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, 
 from recsynth.decode import calibrate_item_bias
 from recsynth.distributed import SINGLE, World
 from recsynth.encode import EncodedUsers
-from recsynth.errors import DataError, UsageError
+from recsynth.errors import UsageError
 from recsynth.inputs import check_keys
 from recsynth.itemspace import MAX_SLOTS, ItemSpace
 from recsynth.latent import ClosedForm, fit_closed_form
@@ -37,7 +37,13 @@ from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema, resolve_schema, schema_to_dict
 from recsynth.side_tables import join_side_table
 from recsynth.split import holdout_users
-from recsynth.streaming import encode_log, first_per_key, rows_of, sample_users
+from recsynth.streaming import (
+    encode_log,
+    first_per_key,
+    require_learnable,
+    rows_of,
+    sample_users,
+)
 from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes, train_gan
 
 MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise
@@ -160,10 +166,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         frame = io.collect(lf, data)  # DP clips per user in memory
         check_keys(frame, str(data), [schema.user_col, schema.item_col])
         catalog = build_catalog(schema.item_col, frame)
-        if frame.get_column(schema.user_col).n_unique() < 2 or len(catalog) < 2:
-            raise DataError(f"{data}: need at least 2 users and 2 items to learn from "
-                            f"(found {frame.get_column(schema.user_col).n_unique()} users, "
-                            f"{len(catalog)} items)")
+        require_learnable(frame.get_column(schema.user_col).n_unique(), len(catalog),
+                          str(data))
         return _save_private(frame, schema, catalog, config, inputs, started, out, overwrite,
                              on_stage, on_epoch, time_budget)
     key = resume_key(inputs, {**asdict(config), "schema": schema_to_dict(schema),

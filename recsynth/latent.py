@@ -79,8 +79,11 @@ class ClosedForm:
         return len(self.weights)
 
 
+CODE_CHUNK = 65_536  # users per chunk of users x dim work on codes (no full float64 copy)
+
+
 def real_codes(enc: EncodedUsers, item_factors: np.ndarray, rng: np.random.Generator,
-               chunk: int = 65_536) -> np.ndarray:
+               chunk: int = CODE_CHUNK) -> np.ndarray:
     """Each real user as (SVD code, activity normal score[, liked-share normal score]),
     float32; the code is the user's unit-normalised row of `enc.stacked()` projected on the
     factors, a chunk of users at a time."""

@@ -59,6 +59,7 @@ import polars as pl
 
 from recsynth.errors import RecsynthError
 from recsynth.schema import Column, Schema, schema_from_dict, schema_to_dict
+from recsynth.streaming import first_per_key
 
 FORMAT = "recsynth-rowmodel"
 VERSION = 1
@@ -978,9 +979,8 @@ class RowModel:
             timeline = _Timeline.fit(frame, schema.user_col, schema.time_col)
         item = schema.item_col
         if item_values is None:
-            item_cols = [c.name for c in schema.item_attributes()]
-            item_values = frame.group_by(item, maintain_order=True).agg(
-                pl.col(item_cols).first())
+            item_values = first_per_key(frame.lazy(), item,
+                                        [c.name for c in schema.item_attributes()], "frame")
         parts = tuple(_fit_part(schema.column(n), frame, items, catalog, like_threshold,
                                 timeline, item_values, item) for n in template.columns)
         tuple_cols = [p.name for p in parts if isinstance(p, _UserValue)]

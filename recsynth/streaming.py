@@ -47,6 +47,12 @@ def check_log(lf: pl.LazyFrame, schema: Schema, source: str) -> tuple[int, float
     return int(row["__rows"]), row.get("__mean")
 
 
+def require_learnable(n_users: int, n_items: int, source: str) -> None:
+    if n_users < 2 or n_items < 2:
+        raise DataError(f"{source}: need at least 2 users and 2 items to learn from "
+                        f"(found {n_users} users, {n_items} items)")
+
+
 def file_batches(files: list[Path], columns: list[str], dtypes: dict[str, pl.DataType],
                  batch_rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
     """The named columns of every part, `batch_rows` rows at a time, in the log's dtypes."""
@@ -82,9 +88,7 @@ def encode_log(lf: pl.LazyFrame, files: list[Path], schema: Schema,
         threshold = default_like_threshold(mean)
     users = sorted_keys(lf, schema.user_col, source)
     catalog = sorted_keys(lf, schema.item_col, source)
-    if len(users) < 2 or len(catalog) < 2:
-        raise DataError(f"{source}: need at least 2 users and 2 items to learn from "
-                        f"(found {len(users)} users, {len(catalog)} items)")
+    require_learnable(len(users), len(catalog), source)
     cols = [c for c in (schema.user_col, schema.item_col, schema.rating_col) if c is not None]
     dtypes = dict(lf.collect_schema())
     absent = [c for c in cols if c not in pq.ParquetFile(files[0]).schema_arrow.names]
@@ -94,7 +98,7 @@ def encode_log(lf: pl.LazyFrame, files: list[Path], schema: Schema,
     enc, per_user = encode_users(file_batches(files, cols, dtypes), schema, users, catalog,
                                  threshold, source)
     log = EncodedLog(enc, catalog, per_user, rows, threshold)
-    if cache_dir is not None and key is not None and write_cache:
+    if key is not None and write_cache:
         try:
             save_cache(log, Path(cache_dir) / key)
             on_stage(f"encoded users cached in {Path(cache_dir) / key}")

@@ -22,7 +22,7 @@ from recsynth.config import ModelConfig
 from recsynth.decode import CALIBRATION_USERS, decode_chunked
 from recsynth.distributed import SINGLE, World
 from recsynth.errors import UsageError
-from recsynth.latent import ClosedForm
+from recsynth.latent import CODE_CHUNK, ClosedForm
 from recsynth.metrics.privacy import closer_share, nearest_jaccard
 from recsynth.metrics.ranking import accuracy_per_user, top_k
 from recsynth.model import PacCritic, ResidualGenerator, gradient_penalty
@@ -67,7 +67,7 @@ def sample_codes(generator: ResidualGenerator, form: ClosedForm, n: int,
         return generate(generator, form, n, gen)
 
 
-def whiten(codes: np.ndarray, form: ClosedForm, chunk: int = 65_536) -> np.ndarray:
+def whiten(codes: np.ndarray, form: ClosedForm, chunk: int = CODE_CHUNK) -> np.ndarray:
     """Float32 whitened codes, a chunk of users at a time (no users x dim float64 copy)."""
     out = np.empty(codes.shape, dtype=np.float32)
     for lo in range(0, len(codes), chunk):
