@@ -853,7 +853,7 @@ class _Repeats:
     def fit(cls, frame: pl.DataFrame, user: str, items: np.ndarray,
             n_items: int) -> _Repeats | None:
         pairs = (pl.DataFrame({"u": frame.get_column(user), "i": items})
-                 .filter(pl.col("i") >= 0).group_by("u", "i").len())
+                 .filter(pl.col("i") >= 0).group_by("u", "i", maintain_order=True).len())
         r = pairs.get_column("len").to_numpy().astype(np.int64)
         if r.size == 0 or r.max() <= 1:
             return None
@@ -870,8 +870,9 @@ class _Repeats:
         users = pairs.get_column("u").to_physical()
         per_user = (pl.DataFrame({"u": users, "obs": (codes).astype(np.float64),
                                   "exp": expected})
-                    .group_by("u").agg(pl.len().alias("n"), pl.col("obs").sum(),
-                                       pl.col("exp").sum()))
+                    .group_by("u", maintain_order=True)  # fixed order: the float sums
+                    .agg(pl.len().alias("n"), pl.col("obs").sum(),  # below are bitwise
+                         pl.col("exp").sum()))  # the same on every run
         bucket = _activity_bucket(per_user.get_column("n").to_numpy())
         obs = np.bincount(bucket, weights=per_user.get_column("obs").to_numpy(),
                           minlength=REPEAT_BUCKETS)

@@ -88,6 +88,8 @@ def test_fit_is_deterministic(model_dir: Path, sample_path: Path, tmp_path: Path
     again = tmp_path / "again"
     assert main(["fit", str(sample_path), "--out", str(again), "--epochs", "3", "-q"]) == 0
     assert (again / "weights.pt").read_bytes() == (model_dir / "weights.pt").read_bytes()
+    for name in ("rowmodel/rowmodel.json", "config.json"):  # the per-row model's floats too
+        assert (again / name).read_bytes() == (model_dir / name).read_bytes(), name
 
 
 class _Evil:
