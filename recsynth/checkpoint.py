@@ -27,7 +27,7 @@ import polars as pl
 import torch
 
 from recsynth import __version__
-from recsynth.conditions import Conditions
+from recsynth.conditions import Conditions, width
 from recsynth.config import ModelConfig
 from recsynth.encode import Marginal
 from recsynth.errors import DataError, first_line
@@ -86,6 +86,7 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
     config = {"format_version": FORMAT_VERSION, "recsynth_version": __version__,
               "model": asdict(model.config), "like_threshold": model.like_threshold,
               "n_items": model.n_items, "n_channels": form.n_channels,
+              "n_cond": model.generator.n_cond,
               "n_slots": model.space.n_slots,
               "schema": schema_to_dict(model.schema), "user_key": model.user_key}
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -130,9 +131,10 @@ def load_model(directory: str | Path) -> Model:
                           tensors["form.chols"].numpy(), Marginal(tensors["form.activity"].numpy()),
                           None if share is None else Marginal(share.numpy()),
                           int(meta["n_channels"]))
-        generator = ResidualGenerator(form.dim, config.hidden, form.n_components)
+        n_cond = int(meta.get("n_cond", 0))  # models from before conditional training: 0
+        generator = ResidualGenerator(form.dim, config.hidden, form.n_components, n_cond)
         generator.load_state_dict(_prefixed(tensors, "generator."))
-        critic = PacCritic(form.dim, config.hidden, config.pac)
+        critic = PacCritic(form.dim, config.hidden, config.pac, n_cond)
         critic.load_state_dict(_prefixed(tensors, "critic."))
         catalog = pl.read_parquet(d / "catalog.parquet").get_column("item")
         rowmodel = RowModel.load(d / "rowmodel")
@@ -143,6 +145,9 @@ def load_model(directory: str | Path) -> Model:
         if space.capped:
             form = replace(form, n_head=len(space.head))
         conditions = Conditions.load(d)
+        if n_cond != width(conditions):
+            raise ValueError(f"the generator takes {n_cond} condition inputs, "
+                             f"conditions.json describes {width(conditions)}")
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         raise DataError(f"{d}: model directory is incomplete or corrupt "
                         f"({first_line(exc)})") from None

@@ -8,11 +8,15 @@ GAN and the Gaussian mixture work in): for every value v of a user-level attribu
 - δ_v: the v-users' mean offset from their components' means (taste, activity and liked
   share together), shrunk towards 0 for small groups.
 
-A `--where gender=F` user is drawn as μ_k + L_k·G(ε, k) + δ_F with k ~ p(k | F): the GAN's
-residual still applies, and the history is typical of the group, not an attribute stamped
-on an unconditional history. Several conditions combine as a product of experts:
-p(k | a, b) ∝ p(k | a)·p(k | b) / p(k) and δ = δ_a + δ_b. The attribute values written to
-the rows are a real attribute tuple drawn among those that satisfy every condition.
+A `--where gender=F` user is drawn as μ_k + L_k·G(ε, k, c_F) + δ_F with k ~ p(k | F), where
+c_F is the one-hot condition vector of F and G the GAN's residual generator, trained with
+training-by-sampling (condsampler.py) against a critic that sees (code, condition): the
+closed-form group statistics are the start, and the adversarial game corrects what they
+miss within the group. The history is typical of the group, not an attribute stamped on an
+unconditional history. Several conditions combine as a product of experts:
+p(k | a, b) ∝ p(k | a)·p(k | b) / p(k), δ = δ_a + δ_b and c = c_a + c_b. The attribute
+values written to the rows are a real attribute tuple drawn among those that satisfy every
+condition.
 
 Activity conditions hold exactly: codes are drawn by rejection on the item count they
 decode to (so taste stays consistent with activity), and any user still missing after
@@ -103,25 +107,32 @@ def conditionable_columns(schema: Schema) -> list[str]:
 
 
 def fit_conditions(codes: np.ndarray, form: ClosedForm, per_user: pl.DataFrame,
-                   schema: Schema, users: pl.Series) -> Conditions | None:
+                   schema: Schema, users: pl.Series) -> tuple[Conditions | None, np.ndarray]:
     """Group statistics per attribute value; `codes[i]` belongs to `users[i]`; `per_user`
-    has one row per user key with its attribute values."""
+    has one row per user key with its attribute values.
+
+    Also returns each user's value index per kept column (users x columns, -1 for null),
+    which training-by-sampling draws real users of a value from; it is never saved.
+    """
     cols = [c for c in conditionable_columns(schema) if c in per_user.columns]
+    none = np.empty((len(codes), 0), dtype=np.int32)
     if not cols:
-        return None
+        return None, none
     user = schema.user_col
     aligned = pl.DataFrame({user: users}).join(per_user, on=user, how="left")
     resp = responsibilities(codes, form)
     out: dict[str, AttributeStats] = {}
+    labels: list[np.ndarray] = []
     for col in cols:
-        labels = aligned.get_column(col).cast(pl.String)
-        values = labels.drop_nulls().unique().sort().to_list()
+        names = aligned.get_column(col).cast(pl.String)
+        values = names.drop_nulls().unique().sort().to_list()
         if not 1 <= len(values) <= MAX_VALUES:
             continue
-        label_arr = labels.to_numpy()
+        index = names.replace_strict(values, list(range(len(values))), default=-1,
+                                     return_dtype=pl.Int32).fill_null(-1).to_numpy()
         counts, weights, shifts = [], [], []
-        for v in values:
-            mask = label_arr == v
+        for j in range(len(values)):
+            mask = index == j
             n = int(mask.sum())
             counts.append(n)
             if n < MIN_GROUP_USERS:  # refused at sampling: keep nothing of these users
@@ -135,7 +146,21 @@ def fit_conditions(codes: np.ndarray, form: ClosedForm, per_user: pl.DataFrame,
                 - resp[mask].sum(axis=0) @ form.means
             shifts.append(residual / (n + SHIFT_PRIOR))
         out[col] = AttributeStats(values, np.array(counts), np.array(weights), np.array(shifts))
-    return Conditions(out) if out else None
+        labels.append(index)
+    if not out:
+        return None, none
+    return Conditions(out), np.stack(labels, axis=1).astype(np.int32)
+
+
+def offsets(conditions: Conditions) -> dict[str, int]:
+    """Where each column's one-hot block starts in the condition vector (columns in order)."""
+    starts = np.cumsum([0] + [len(s.values) for s in conditions.columns.values()])
+    return dict(zip(conditions.columns, starts[:-1].tolist(), strict=False))
+
+
+def width(conditions: Conditions | None) -> int:
+    """Length of the condition vector the generator and critic take (0: none)."""
+    return 0 if conditions is None else sum(len(s.values) for s in conditions.columns.values())
 
 
 # ------------------------------------------------------------------ requests → plan
@@ -180,6 +205,7 @@ class Plan:
     score_probs: np.ndarray | None
     tuples: pl.DataFrame | None  # real attribute tuples satisfying `where`, with user counts
     describe: dict
+    vector: np.ndarray | None = None  # the generator's condition input (one-hot per value)
 
 
 def activity_bounds(form: ClosedForm, n_items: int, level: str) -> tuple[int, int]:
@@ -208,7 +234,7 @@ def resolve(request: Request, form: ClosedForm, conditions: Conditions | None,
     DataError (exit 3). Nothing has been written when either is raised.
     """
     describe: dict = {}
-    weights = shift = tuples = None
+    weights = shift = tuples = vector = None
     if request.where:
         columns = {} if conditions is None else conditions.columns
         if not columns:
@@ -217,6 +243,8 @@ def resolve(request: Request, form: ClosedForm, conditions: Conditions | None,
         log_w = np.log(form.weights)
         total_log = np.zeros_like(log_w)
         shift = np.zeros(form.dim)
+        vector = np.zeros(width(conditions), dtype=np.float32)
+        starts = offsets(conditions)
         tuples = user_tuples
         for col, value in request.where:
             if col not in columns:
@@ -233,6 +261,7 @@ def resolve(request: Request, form: ClosedForm, conditions: Conditions | None,
                                 f"this value; at least {MIN_GROUP_USERS} are needed to learn it")
             total_log += np.log(stats.weights[j]) - log_w
             shift = shift + stats.shift[j]
+            vector[starts[col] + j] = 1.0
             if tuples is not None:
                 tuples = tuples.filter(pl.col(col).cast(pl.String) == value)
         if tuples is None or tuples.height == 0:
@@ -254,7 +283,7 @@ def resolve(request: Request, form: ClosedForm, conditions: Conditions | None,
         density = np.exp(-0.5 * scores ** 2)
         probs = density / density.sum()
         describe["items"] = {"min": item_range[0], "max": item_range[1]}
-    return Plan(weights, shift, item_range, scores, probs, tuples, describe)
+    return Plan(weights, shift, item_range, scores, probs, tuples, describe, vector)
 
 
 def _item_range(request: Request, form: ClosedForm, n_items: int) -> tuple[int, int] | None:

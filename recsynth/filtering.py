@@ -33,10 +33,12 @@ def candidates(n: int, q: float) -> int:
 
 
 def critic_scores(critic: PacCritic, form: ClosedForm, codes: torch.Tensor,
-                  gen: torch.Generator) -> np.ndarray:
-    """One realism score per code (see the module docstring)."""
+                  gen: torch.Generator, vector: torch.Tensor | None = None) -> np.ndarray:
+    """One realism score per code (see the module docstring); `vector` is the condition
+    every code was drawn under (None: unconditional)."""
     n, pac = len(codes), critic.pac
     white = Whitener(form)(codes.float())
+    cond = None if vector is None else vector.expand(n, -1)
     total = torch.zeros(n, dtype=torch.float64)
     seen = torch.zeros(n, dtype=torch.float64)
     n_packs = math.ceil(n / pac)
@@ -44,7 +46,7 @@ def critic_scores(critic: PacCritic, form: ClosedForm, codes: torch.Tensor,
         for _ in range(SCORE_ROUNDS):
             perm = torch.randperm(n, generator=gen)
             idx = torch.cat([perm, perm[torch.randint(n, (n_packs * pac - n,), generator=gen)]])
-            score = critic(white[idx]).squeeze(1).double()  # one per pack
+            score = critic(white[idx], None if cond is None else cond[idx]).squeeze(1).double()
             total.index_add_(0, idx, score.repeat_interleave(pac))
             seen.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64))
     return (total / seen).numpy()

@@ -13,7 +13,7 @@ import polars as pl
 
 from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
-from recsynth.conditions import Conditions, conditionable_columns, fit_conditions
+from recsynth.conditions import Conditions, conditionable_columns, fit_conditions, width
 from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
 from recsynth.decode import calibrate_item_bias
 from recsynth.distributed import SINGLE, World
@@ -239,25 +239,26 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     on_stage(f"training the GAN on {fit_users.n_users} users ({held}{resumed}); "
              f"checkpoint: {ckpt}")
     tick = time.monotonic()
+    conditions, labels = _conditions(lf, schema, codes, form, fit_users, str(data))
     result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget,
                        resume=state, world=world, device=device,
                        on_checkpoint=(lambda st: save_checkpoint(ckpt, key, st))
-                       if world.is_main else None)
+                       if world.is_main else None, conditions=conditions, labels=labels)
     world.barrier()  # every rank has finished training before rank 0 writes
     if not world.is_main:
         return Path(out)
-    generator = ResidualGenerator(form.dim, config.hidden, form.n_components)
+    n_cond = width(conditions)
+    generator = ResidualGenerator(form.dim, config.hidden, form.n_components, n_cond)
     generator.load_state_dict(result.generator_state)
-    critic = PacCritic(form.dim, config.hidden, config.pac)
+    critic = PacCritic(form.dim, config.hidden, config.pac, n_cond)
     critic.load_state_dict(result.critic_state)
     timings["train"] = time.monotonic() - tick
 
     on_stage("calibrating item frequencies and fitting the per-row model")
     tick = time.monotonic()
     form = calibrated(form, generator, temperature, config.seed + 1)
-    rowmodel, conditions = _fit_rows(lf, schema, catalog, threshold, fit_users,
-                                     fit_rows_per_user, codes, form, config, str(data),
-                                     on_stage)
+    rowmodel = _fit_rows(lf, schema, catalog, threshold, fit_users, fit_rows_per_user, config,
+                         str(data), on_stage)
     timings["calibrate_rowmodel"] = time.monotonic() - tick
 
     model = Model(config, schema, threshold, catalog, form, generator.eval(), critic.eval(),
@@ -301,11 +302,10 @@ def _encoded_log(lf: pl.LazyFrame, files: list[Path], schema: Schema, config: Mo
 
 def _fit_rows(lf: pl.LazyFrame, schema: Schema, catalog: pl.Series,
               like_threshold: float | None, fit_users: EncodedUsers,
-              rows_per_user: np.ndarray, codes: np.ndarray, form: ClosedForm,
-              config: ModelConfig, source: str, on_stage: Callable[[str], None]
-              ) -> tuple[RowModel, Conditions | None]:
-    """The per-row model on a bounded sample of whole fitting users; item-level values and
-    the conditions' per-user attributes from streaming passes over every row."""
+              rows_per_user: np.ndarray, config: ModelConfig, source: str,
+              on_stage: Callable[[str], None]) -> RowModel:
+    """The per-row model on a bounded sample of whole fitting users; item-level values from
+    a streaming pass over every row."""
     chosen = sample_users(fit_users.users, rows_per_user, config.row_model_rows, config.seed)
     if len(chosen) < fit_users.n_users:
         on_stage(f"per-row model from {len(chosen)} of {fit_users.n_users} fitting users "
@@ -313,13 +313,20 @@ def _fit_rows(lf: pl.LazyFrame, schema: Schema, catalog: pl.Series,
     rows = rows_of(lf, schema.user_col, chosen, source)
     item_cols = [c.name for c in schema.item_attributes()]
     items = first_per_key(lf, schema.item_col, item_cols, source) if item_cols else None
-    rowmodel = RowModel.fit(rows, schema, catalog, like_threshold, item_values=items)
+    return RowModel.fit(rows, schema, catalog, like_threshold, item_values=items)
+
+
+def _conditions(lf: pl.LazyFrame, schema: Schema, codes: np.ndarray, form: ClosedForm,
+                fit_users: EncodedUsers, source: str
+                ) -> tuple[Conditions | None, np.ndarray | None]:
+    """Per-value group statistics and each fitting user's values (a streaming pass for the
+    per-user attributes); the GAN trains its condition input on them."""
     cols = conditionable_columns(schema)
-    conditions = None
-    if cols:
-        per_user = first_per_key(lf, schema.user_col, cols, source)
-        conditions = fit_conditions(codes, form, per_user, schema, fit_users.users)
-    return rowmodel, conditions
+    if not cols:
+        return None, None
+    per_user = first_per_key(lf, schema.user_col, cols, source)
+    conditions, labels = fit_conditions(codes, form, per_user, schema, fit_users.users)
+    return conditions, None if conditions is None else labels
 
 
 def _save_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,

@@ -21,6 +21,7 @@ import torch
 from recsynth import io
 from recsynth.checkpoint import Model
 from recsynth.conditions import Plan, Request, draw_codes, draw_tuples, resolve
+from recsynth.condsampler import Conditioning
 from recsynth.decode import decode, subset_users, tail_share
 from recsynth.distributed import SINGLE, World
 from recsynth.errors import DataError, UsageError
@@ -83,8 +84,16 @@ def make_shaping(model: Model, request: Request, filter_quantile: float = 0.0,
 def _codes(model: Model, plan: Plan | None, n: int, gen: torch.Generator) -> torch.Tensor:
     if plan is None:
         return sample_codes(model.generator, model.form, n, gen)
+    cond = _conditioning(model, plan)
     return draw_codes(plan, model.form, model.space.n_model_items, n,
-                      lambda form, m, g: sample_codes(model.generator, form, m, g), gen)
+                      lambda form, m, g: sample_codes(model.generator, form, m, g, cond), gen)
+
+
+def _conditioning(model: Model, plan: Plan | None) -> Conditioning | None:
+    """The plan's condition vector, for a generator trained with one (else None)."""
+    if plan is None or plan.vector is None or model.generator.n_cond == 0:
+        return None
+    return Conditioning(torch.from_numpy(plan.vector))
 
 
 def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
@@ -93,7 +102,10 @@ def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
     m = n if shaping.tail is None else n * shaping.tail_oversample
     x = _codes(model, shaping.plan, candidates(m, shaping.filter_quantile), gen)
     if shaping.filter_quantile > 0:
-        x = x[torch.from_numpy(keep_best(critic_scores(model.critic, model.form, x, gen), m))]
+        cond = _conditioning(model, shaping.plan)
+        scores = critic_scores(model.critic, model.form, x, gen,
+                               None if cond is None else cond.vector)
+        x = x[torch.from_numpy(keep_best(scores, m))]
     d = decode(x, model.form, model.config.temperature, model.space.n_model_items, gen)
     if shaping.tail is not None:
         d = subset_users(d, keep_best(tail_share(d, shaping.tail), n))

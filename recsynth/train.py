@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsynth.conditions import Conditions, width
+from recsynth.condsampler import Conditioning, ConditionSampler
 from recsynth.config import ModelConfig
 from recsynth.decode import CALIBRATION_USERS, decode_chunked
 from recsynth.distributed import SINGLE, World
@@ -35,17 +37,22 @@ EpochCallback = Callable[[dict[str, Any]], None]
 
 
 def generate(generator: ResidualGenerator, form: ClosedForm, n: int,
-             gen: torch.Generator) -> torch.Tensor:
-    """n augmented codes, differentiable: component k ~ weights, then μ_k + L_k·G(ε, k).
+             gen: torch.Generator, cond: Conditioning | None = None) -> torch.Tensor:
+    """n augmented codes, differentiable: component k ~ weights, then μ_k + L_k·G(ε, k, c).
 
-    Randomness is drawn on the CPU and moved to the generator's device, so a seed gives the
-    same noise on every device.
+    With per-user component weights and shifts in `cond` (training-by-sampling), k is drawn
+    from each user's row and the shift added. Randomness is drawn on the CPU and moved to
+    the generator's device, so a seed gives the same noise on every device.
     """
     device = next(generator.parameters()).device
-    weights = torch.from_numpy(form.weights).float()
-    component = torch.multinomial(weights, n, replacement=True, generator=gen).to(device)
+    if cond is not None and cond.weights is not None:
+        component = torch.multinomial(cond.weights, 1, generator=gen).squeeze(1).to(device)
+    else:
+        weights = torch.from_numpy(form.weights).float()
+        component = torch.multinomial(weights, n, replacement=True, generator=gen).to(device)
     noise = torch.randn(n, form.dim, generator=gen).to(device)
-    white = generator(noise, component).float()
+    vector = None if cond is None else cond.rows(n).to(device)
+    white = generator(noise, component, vector).float()
     means = torch.from_numpy(form.means).float().to(device)
     chols = torch.from_numpy(form.chols).float().to(device)
     # one matmul per component: gathering a Cholesky factor per user would copy
@@ -58,13 +65,14 @@ def generate(generator: ResidualGenerator, form: ClosedForm, n: int,
     # undo the grouping by component: an inverse permutation, no sort needed
     where = torch.empty(n, dtype=torch.long, device=device)
     where[torch.cat(order)] = torch.arange(n, device=device)
-    return torch.cat(parts)[where]
+    codes = torch.cat(parts)[where]
+    return codes if cond is None or cond.shift is None else codes + cond.shift.to(device)
 
 
 def sample_codes(generator: ResidualGenerator, form: ClosedForm, n: int,
-                 gen: torch.Generator) -> torch.Tensor:
+                 gen: torch.Generator, cond: Conditioning | None = None) -> torch.Tensor:
     with torch.no_grad():
-        return generate(generator, form, n, gen)
+        return generate(generator, form, n, gen, cond)
 
 
 def whiten(codes: np.ndarray, form: ClosedForm, chunk: int = CODE_CHUNK) -> np.ndarray:
@@ -148,20 +156,24 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
               clock: Callable[[], float] = time.monotonic, *,
               resume: dict[str, Any] | None = None,
               on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-              world: World = SINGLE, device: str = "cpu") -> TrainResult:
+              world: World = SINGLE, device: str = "cpu",
+              conditions: Conditions | None = None,
+              labels: np.ndarray | None = None) -> TrainResult:
     """Train the residual generator against the critic; return the best checked state.
 
     `on_checkpoint` receives the whole loop state after every epoch; passing it back as
     `resume` continues exactly where it left off (same weights as an uninterrupted run).
     Under torchrun each rank trains on its share of the users with its share of the batch,
     and DistributedDataParallel averages the gradients (the global batch stays the same).
+    With `conditions` (and each fitting user's value `labels`, see fit_conditions) the
+    generator and critic take condition vectors, trained by sampling (condsampler.py).
     """
     gen = torch.Generator().manual_seed(world.seed(config.seed))
     dim = form.dim
     with torch.random.fork_rng(devices=[]):  # seeded init, caller's global RNG untouched
         torch.manual_seed(config.seed)
-        generator = ResidualGenerator(dim, config.hidden, form.n_components)
-        critic = PacCritic(dim, config.hidden, config.pac)
+        generator = ResidualGenerator(dim, config.hidden, form.n_components, width(conditions))
+        critic = PacCritic(dim, config.hidden, config.pac, width(conditions))
     dev = torch.device(device)
     generator.to(dev)
     critic.to(dev)
@@ -180,7 +192,10 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         if n < config.pac:
             raise UsageError(f"{len(real)} fitting users are too few for {world.size} "
                              f"processes (each needs at least {config.pac})")
-        real = real[order[world.rank * n:(world.rank + 1) * n]]
+        shard = order[world.rank * n:(world.rank + 1) * n]
+        real = real[shard]
+        labels = None if labels is None else labels[shard.numpy()]
+    sampler = None if labels is None else ConditionSampler.build(conditions, labels, form)
     # whole packs, and never more users per step than there are (small logs still train)
     per_rank = config.batch_size // world.size
     batch = max(config.pac, min(per_rank, len(real)) // config.pac * config.pac)
@@ -209,15 +224,22 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
         result.stopped = "early stopping"
         first = config.epochs + 1
     for epoch in range(first, config.epochs + 1):
-        perm = torch.randperm(len(real), generator=gen)
+        perm = torch.randperm(len(real), generator=gen) if sampler is None else None
         d_losses, g_losses = [], []
         for lo in range(0, len(real) - batch + 1, batch):
-            real_b = real[perm[lo:lo + batch].to(dev)]
+            cond = vector = None
+            if sampler is None:
+                real_b = real[perm[lo:lo + batch].to(dev)]
+            else:  # training-by-sampling: real users of the drawn conditions
+                rows, cond = sampler.draw(batch, gen)
+                real_b = real[rows.to(dev)]
+                vector = cond.vector.to(dev)
             with autocast:
-                fake_b = white(sample_codes(generator, form, batch, gen))
-                gp = gradient_penalty(critic, real_b, fake_b, gen)
+                fake_b = white(sample_codes(generator, form, batch, gen, cond))
+                gp = gradient_penalty(critic, real_b, fake_b, gen, vector)
                 # one critic forward per backward, as DDP expects; fake packs first
-                scores = d_net(torch.cat([fake_b, real_b])).float()
+                both = None if vector is None else torch.cat([vector, vector])
+                scores = d_net(torch.cat([fake_b, real_b]), both).float()
             half = len(scores) // 2
             loss_d = scores[:half].mean() - scores[half:].mean() + config.gp_lambda * gp
             opt_d.zero_grad(set_to_none=True)
@@ -226,8 +248,13 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
             d_losses.append(loss_d.item())
             step += 1
             if step % config.n_critic == 0:
+                cond = vector = None
+                if sampler is not None:
+                    cond = sampler.draw(batch, gen)[1]
+                    vector = cond.vector.to(dev)
                 with autocast:
-                    loss_g = -d_net(white(generate(g_net, form, batch, gen))).float().mean()
+                    fake = white(generate(g_net, form, batch, gen, cond))
+                    loss_g = -d_net(fake, vector).float().mean()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()

@@ -229,17 +229,30 @@ def test_augmented_user_keys_must_read_as_the_real_dtype(work: Path, tmp_path: P
     assert code == 3 and str(aug) in err and "'user_id'" in err and "cannot be read" in err
 
 
-def test_model_without_conditions_still_samples(work: Path, tmp_path: Path, capsys) -> None:
-    import shutil
-
-    old = tmp_path / "old-model"
-    shutil.copytree(work / "model", old)
-    (old / "conditions.json").unlink()
+def test_model_without_conditions_refuses_where(tmp_path: Path, capsys) -> None:
+    # sample_data's own log has no user-level attribute (country varies within users)
+    model = tmp_path / "plain"
+    assert main(["fit", str(ROOT / "interactions.parquet"), "--out", str(model), "--epochs", "1",
+                 "--holdout-frac", "0", "--temperature", "0.01", "--rank", "8", "-q"]) == 0
+    assert not (model / "conditions.json").exists()
+    assert json.loads((model / "config.json").read_text())["n_cond"] == 0
     out = tmp_path / "s.parquet"
-    assert run(["sample", str(old), "--users", "3", "--out", str(out), "-q"], capsys)[0] == 0
-    code, _, err = run(["sample", str(old), "--users", "3", "--out", str(tmp_path / "t.parquet"),
+    assert run(["sample", str(model), "--users", "3", "--out", str(out), "-q"], capsys)[0] == 0
+    code, _, err = run(["sample", str(model), "--users", "3", "--out", str(tmp_path / "t.parquet"),
                         "--where", "segment=a"], capsys)
     assert code == 2 and "no user-level attribute" in err
+
+
+def test_conditional_model_missing_its_conditions_is_refused(work: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(work / "model", broken)
+    (broken / "conditions.json").unlink()
+    out = tmp_path / "s.parquet"
+    code, _, err = run(["sample", str(broken), "--users", "3", "--out", str(out)], capsys)
+    assert code == 3 and "condition inputs" in err and not out.exists()
 
 
 def test_augment_data_with_null_keys_is_a_data_error(work: Path, tmp_path: Path,
