@@ -36,6 +36,8 @@ class ModelConfig:
     n_critic: int = 5  # critic steps per generator step
     batch_size: int = 256  # users per critic step (a multiple of pac)
     epochs: int = 40
+    min_epoch_steps: int = 25  # critic steps per epoch at least: small logs take several
+    # passes over their users per epoch (ML-100K: 2 steps a pass), else the GAN barely trains
     check_every: int = 5  # epochs between held-out utility checks
     patience: int = 3  # checks without improvement before stopping early
     holdout_frac: float = 0.1  # users kept out of fitting, for the held-out check

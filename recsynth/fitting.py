@@ -52,8 +52,8 @@ MAX_CHECK_USERS = 10_000
 
 def validate_config(config: ModelConfig) -> None:
     if (config.rank is not None and config.rank < 1) or config.hidden < 1 or config.pac < 1 \
-            or config.epochs < 0:
-        raise UsageError("rank, hidden and pac must be >= 1 and epochs >= 0")
+            or config.epochs < 0 or config.min_epoch_steps < 1:
+        raise UsageError("rank, hidden, pac and min_epoch_steps must be >= 1 and epochs >= 0")
     if config.precision not in ("fp32", "bf16"):
         raise UsageError(f"--precision {config.precision!r}: use fp32 or bf16")
     if config.row_model_rows < 1:

@@ -223,17 +223,20 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     if check is not None and stale >= config.patience:  # resumed after the last check
         result.stopped = "early stopping"
         first = config.epochs + 1
+    per_pass = len(real) // batch
+    passes = max(1, -(-config.min_epoch_steps // per_pass)) if per_pass else 1
     for epoch in range(first, config.epochs + 1):
-        perm = torch.randperm(len(real), generator=gen) if sampler is None else None
         d_losses, g_losses = [], []
-        for lo in range(0, len(real) - batch + 1, batch):
+        for lo in (lo for _ in range(passes) for lo in range(0, per_pass * batch, batch)):
             cond = vector = None
-            if sampler is None:
-                real_b = real[perm[lo:lo + batch].to(dev)]
-            else:  # training-by-sampling: real users of the drawn conditions
+            if sampler is not None:  # training-by-sampling: real users of the drawn conditions
                 rows, cond = sampler.draw(batch, gen)
                 real_b = real[rows.to(dev)]
                 vector = cond.vector.to(dev)
+            else:
+                if lo == 0:  # a new pass over the users
+                    perm = torch.randperm(len(real), generator=gen)
+                real_b = real[perm[lo:lo + batch].to(dev)]
             with autocast:
                 fake_b = white(sample_codes(generator, form, batch, gen, cond))
                 gp = gradient_penalty(critic, real_b, fake_b, gen, vector)

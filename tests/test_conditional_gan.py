@@ -60,7 +60,7 @@ def test_gan_learns_a_condition_the_closed_form_does_not_know() -> None:
     codes[:, 0] += np.where(labels == 1, -1.5, 1.5)
     form = _form(codes)
     conditions = _ignorant(["a", "b"], labels, dim)
-    config = ModelConfig(epochs=80, hidden=64, batch_size=256, lr=1e-3, seed=0)
+    config = ModelConfig(epochs=20, hidden=64, batch_size=256, lr=1e-3, seed=0)
 
     def positive_share(generator: ResidualGenerator, value: list[float]) -> float:
         x = sample_codes(generator, form, 4000, torch.Generator().manual_seed(1),
