@@ -77,6 +77,9 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
                "form.activity": _tensor(form.activity.knots)}
     if form.liked_share is not None:
         tensors["form.liked_share"] = _tensor(form.liked_share.knots)
+    for name in ("activity_scores", "liked_scores"):
+        if getattr(form, name) is not None:
+            tensors[f"form.{name}"] = _tensor(getattr(form, name).knots)
     tensors.update({"space.head": _tensor(model.space.head),
                     "space.tail": _tensor(model.space.tail),
                     "space.tail_weights": _tensor(model.space.tail_weights)})
@@ -144,6 +147,9 @@ def load_model(directory: str | Path) -> Model:
             raise ValueError("item space and item factors disagree")
         if space.capped:
             form = replace(form, n_head=len(space.head))
+        form = replace(form, **{name: Marginal(tensors[f"form.{name}"].numpy())
+                                for name in ("activity_scores", "liked_scores")
+                                if f"form.{name}" in tensors})  # absent: earlier models
         conditions = Conditions.load(d)
         if n_cond != width(conditions):
             raise ValueError(f"the generator takes {n_cond} condition inputs, "

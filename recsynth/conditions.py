@@ -221,7 +221,7 @@ def activity_bounds(form: ClosedForm, n_items: int, level: str) -> tuple[int, in
 
 def grid_counts(form: ClosedForm, n_items: int) -> np.ndarray:
     """Distinct items decoded from each activity score of SCORE_GRID (see counts_from_codes)."""
-    log_act = form.activity.from_normal(SCORE_GRID)
+    log_act = form.log_activity(SCORE_GRID)
     return np.clip(np.rint(np.exp(log_act)), 1, n_items).astype(np.int64)
 
 

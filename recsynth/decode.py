@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from recsynth.encode import Marginal
 from recsynth.latent import ClosedForm
 
 
@@ -30,11 +31,11 @@ def counts_from_codes(x: torch.Tensor, form: ClosedForm, n_items: int
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(items per user, liked items per user) from the copula coordinates of the code."""
     r = form.rank
-    log_act = form.activity.from_normal(x[:, r].double().numpy())
+    log_act = form.log_activity(x[:, r].double().numpy())
     act = np.clip(np.rint(np.exp(log_act)), 1, n_items).astype(np.int64)
     if form.liked_share is None:
         return torch.from_numpy(act), None
-    share = np.clip(form.liked_share.from_normal(x[:, r + 1].double().numpy()), 0.0, 1.0)
+    share = np.clip(form.liked_of(x[:, r + 1].double().numpy()), 0.0, 1.0)
     return torch.from_numpy(act), torch.from_numpy(np.rint(act * share).astype(np.int64))
 
 
@@ -141,6 +142,25 @@ def channel_counts(d: DecodedUsers, n_items: int, n_channels: int) -> np.ndarray
 
 CALIBRATION_USERS = 8192  # generated users per calibration step (frequencies, not users)
 DECODE_CHUNK = 4096  # users decoded at once: memory is chunk x items, not users x items
+
+
+SCORE_CALIBRATION_CODES = 65_536  # generated codes whose coordinates set the score maps
+
+
+def calibrate_scores(form: ClosedForm, sample_codes, seed: int) -> ClosedForm:
+    """Read the activity and liked-share coordinates by their generated ranks.
+
+    The decoder turns a coordinate s into a value through the real marginal at Φ(s), exact
+    while s is standard normal. The mixture only approximates that, and the GAN's residual
+    can move it (one MovieLens fit: KS 0.046 from N(0, 1), activity KS 0.065 against the
+    real users). Storing the generated coordinate's quantiles makes generated item counts
+    and liked shares follow the real marginals again, as calibrate_item_bias does for
+    item frequencies. `sample_codes(n, gen)` returns n augmented codes.
+    """
+    gen = torch.Generator().manual_seed(seed * 1000 + 999)
+    x = sample_codes(SCORE_CALIBRATION_CODES, gen)[:, form.rank:].double().numpy()
+    liked = None if form.liked_share is None else Marginal.fit(x[:, 1])
+    return replace(form, activity_scores=Marginal.fit(x[:, 0]), liked_scores=liked)
 
 
 def calibrate_item_bias(form: ClosedForm, sample_codes, real_counts: np.ndarray,

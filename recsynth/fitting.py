@@ -15,7 +15,7 @@ from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
 from recsynth.conditions import Conditions, conditionable_columns, fit_conditions, width
 from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
-from recsynth.decode import calibrate_item_bias
+from recsynth.decode import calibrate_item_bias, calibrate_scores
 from recsynth.distributed import SINGLE, World
 from recsynth.encode import EncodedUsers
 from recsynth.errors import UsageError
@@ -256,6 +256,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
 
     on_stage("calibrating item frequencies and fitting the per-row model")
     tick = time.monotonic()
+    form = calibrate_scores(form, codes_from(generator), config.seed)
     form = calibrated(form, generator, temperature, config.seed + 1)
     rowmodel = _fit_rows(lf, schema, catalog, threshold, fit_users, fit_rows_per_user, config,
                          str(data), on_stage)

@@ -65,6 +65,18 @@ class ClosedForm:
     liked_share: Marginal | None
     n_channels: int
     n_head: int | None = None  # with tail slots (itemspace.py): items before the slots
+    # the generated activity / liked-share coordinates' own quantiles (calibrate_scores);
+    # None: read the coordinate as a standard normal score
+    activity_scores: Marginal | None = None
+    liked_scores: Marginal | None = None
+
+    def log_activity(self, scores: np.ndarray) -> np.ndarray:
+        """Log distinct items of users whose activity coordinate is `scores`."""
+        return _at_rank(self.activity, self.activity_scores, scores)
+
+    def liked_of(self, scores: np.ndarray) -> np.ndarray:
+        """Liked share of users whose liked-share coordinate is `scores` (needs liked_share)."""
+        return _at_rank(self.liked_share, self.liked_scores, scores)
 
     @property
     def rank(self) -> int:
@@ -77,6 +89,16 @@ class ClosedForm:
     @property
     def n_components(self) -> int:
         return len(self.weights)
+
+
+def _at_rank(real: Marginal, generated: Marginal | None, scores: np.ndarray) -> np.ndarray:
+    """The real marginal at the coordinate's rank: Φ(s) for a standard normal coordinate,
+    else the generated coordinate's own CDF, so the real marginal comes back whatever the
+    generator did to the coordinate's distribution."""
+    if generated is None:
+        return real.from_normal(scores)
+    probs = np.linspace(0.0, 1.0, len(generated.knots))
+    return np.interp(np.interp(scores, generated.knots, probs), probs, real.knots)
 
 
 CODE_CHUNK = 65_536  # users per chunk of users x dim work on codes (no full float64 copy)
