@@ -343,12 +343,20 @@ def _weights(model: Path) -> dict:
     return torch.load(model / "weights.pt", weights_only=True)
 
 
-def test_resume_continues_to_the_uninterrupted_result(sample_path: Path, tmp_path: Path,
+@pytest.mark.parametrize("conditional", [False, True])
+def test_resume_continues_to_the_uninterrupted_result(conditional: bool, sample_path: Path,
+                                                      tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     import recsynth.fitting as fitting
 
-    args = [str(sample_path), "--epochs", "4", "--temperature", "0.01", "--rank", "8", "-q"]
+    data = sample_path
+    if conditional:  # a user-level country: the GAN trains a condition vector by sampling
+        data = tmp_path / "log.parquet"
+        users = pl.read_parquet(sample_path.parent / "users.parquet")
+        pl.read_parquet(sample_path).drop("country").join(users, on="user_id") \
+            .write_parquet(data)
+    args = [str(data), "--epochs", "4", "--temperature", "0.01", "--rank", "8", "-q"]
     assert main(["fit", *args, "--out", str(tmp_path / "full")]) == 0
     out = tmp_path / "part"
     real_save = fitting.save_checkpoint
@@ -375,6 +383,8 @@ def test_resume_continues_to_the_uninterrupted_result(sample_path: Path, tmp_pat
     assert manifest["resumed_after_epoch"] == 2
     epochs = [json.loads(line)["epoch"] for line in (out / "training.jsonl").open()]
     assert epochs == [0, 1, 2, 3, 4]
+    n_cond = json.loads((out / "config.json").read_text())["n_cond"]
+    assert (n_cond > 0) == conditional
 
     code, _, err = run(["fit", *args, "--out", str(tmp_path / "other"), "--resume"], capsys)
     assert code == 2 and "no checkpoint" in err
