@@ -151,7 +151,9 @@ def load_model(directory: str | Path) -> Model:
                                 for name in ("activity_scores", "liked_scores")
                                 if f"form.{name}" in tensors})  # absent: earlier models
         conditions = Conditions.load(d)
-        if n_cond != width(conditions):
+        # a model from before conditional training has no n_cond (and a generator without
+        # condition inputs) whether or not it has conditions.json: it samples as it did
+        if "n_cond" in meta and n_cond != width(conditions):
             raise ValueError(f"the generator takes {n_cond} condition inputs, "
                              f"conditions.json describes {width(conditions)}")
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:

@@ -14,9 +14,10 @@ training-by-sampling (condsampler.py) against a critic that sees (code, conditio
 closed-form group statistics are the start, and the adversarial game corrects what they
 miss within the group. The history is typical of the group, not an attribute stamped on an
 unconditional history. Several conditions combine as a product of experts:
-p(k | a, b) ∝ p(k | a)·p(k | b) / p(k), δ = δ_a + δ_b and c = c_a + c_b. The attribute
-values written to the rows are a real attribute tuple drawn among those that satisfy every
-condition.
+p(k | a, b) ∝ p(k | a)·p(k | b) / p(k) and δ = δ_a + δ_b; the generator, trained on one
+value at a time, then gets no condition vector (an input it never saw would be a guess).
+The attribute values written to the rows are a real attribute tuple drawn among those that
+satisfy every condition.
 
 Activity conditions hold exactly: codes are drawn by rejection on the item count they
 decode to (so taste stays consistent with activity), and any user still missing after
@@ -269,6 +270,8 @@ def resolve(request: Request, form: ClosedForm, conditions: Conditions | None,
             raise DataError(f"--where {text}: no real user has this combination of values")
         combined = log_w + total_log
         weights = np.exp(combined - logsumexp(combined))
+        if len(request.where) > 1:  # training-by-sampling shows G one value at a time
+            vector = None
         describe["where"] = dict(request.where)
     item_range = _item_range(request, form, n_items)
     scores = probs = None
@@ -280,10 +283,22 @@ def resolve(request: Request, form: ClosedForm, conditions: Conditions | None,
                             f"{item_range[0]}..{item_range[1]} items; the model's users have "
                             f"{counts.min()}..{counts.max()}")
         scores = SCORE_GRID[ok]
-        density = np.exp(-0.5 * scores ** 2)
+        density = _score_density(form)[ok]
+        if density.sum() <= 0:  # only scores beyond every generated one reach the range
+            density = np.ones_like(density)
         probs = density / density.sum()
         describe["items"] = {"min": item_range[0], "max": item_range[1]}
     return Plan(weights, shift, item_range, scores, probs, tuples, describe, vector)
+
+
+def _score_density(form: ClosedForm) -> np.ndarray:
+    """How the generated activity coordinate spreads over SCORE_GRID: the normal density,
+    or after score calibration the generated coordinate's own (its CDF's increments)."""
+    if form.activity_scores is None:
+        return np.exp(-0.5 * SCORE_GRID ** 2)
+    knots = form.activity_scores.knots
+    cdf = np.interp(SCORE_GRID, knots, np.linspace(0.0, 1.0, len(knots)))
+    return np.diff(cdf, prepend=0.0)
 
 
 def _item_range(request: Request, form: ClosedForm, n_items: int) -> tuple[int, int] | None:

@@ -50,30 +50,36 @@ class ConditionSampler:
     shifts: np.ndarray  # (S + 1, dim) δ_value; the last row zeros
 
     @classmethod
-    def build(cls, conditions: Conditions | None, labels: np.ndarray,
-              form: ClosedForm) -> ConditionSampler | None:
-        """None when no attribute has a learnable value (nothing to condition on)."""
+    def build(cls, conditions: Conditions | None, labels: np.ndarray, form: ClosedForm,
+              shard: np.ndarray | None = None) -> ConditionSampler | None:
+        """None when no attribute has a learnable value (nothing to condition on).
+
+        `shard`: the rows of `labels` this process trains on (torchrun). Which values are
+        learnable, and how often each is drawn, follow the counts over all fitting users
+        (the ones `--where` checks), so every rank conditions on the same values.
+        """
         if conditions is None:
             return None
+        local = labels if shard is None else labels[shard]
         starts_of = offsets(conditions)
-        slots: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float, int]] = []
+        slots: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]] = []
         for c, (col, stats) in enumerate(conditions.columns.items()):
-            held = [(j, np.flatnonzero(labels[:, c] == j)) for j in range(len(stats.values))]
-            held = [(j, rows) for j, rows in held if len(rows) >= MIN_GROUP_USERS]
-            if not held:
+            learnable = np.flatnonzero(stats.users >= MIN_GROUP_USERS)
+            if len(learnable) == 0:
                 continue
-            freq = np.log1p([len(rows) for _, rows in held])
-            for (j, rows), f in zip(held, freq / freq.sum(), strict=True):
-                slots.append((starts_of[col] + j, rows, stats.weights[j], stats.shift[j],
-                              float(f), c))
+            freq = np.log1p(stats.users[learnable].astype(np.float64))
+            for j, f in zip(learnable, freq / freq.sum(), strict=True):
+                rows = np.flatnonzero(local[:, c] == j)
+                if len(rows):  # a shard may hold no user of a small value
+                    slots.append((starts_of[col] + int(j), rows, stats.weights[j],
+                                  stats.shift[j], float(f)))
         if not slots:
             return None
-        n_cols = len({s[5] for s in slots})
+        probs = np.array([s[4] for s in slots])  # column uniformly, value by log frequency
         members = np.concatenate([s[1] for s in slots])
         counts = np.array([len(s[1]) for s in slots])
-        return cls(len(labels), width(conditions),
-                   np.array([s[0] for s in slots]),
-                   np.array([s[4] for s in slots]) / n_cols,
+        return cls(len(local), width(conditions), np.array([s[0] for s in slots]),
+                   probs / probs.sum(),
                    np.concatenate([[0], np.cumsum(counts)[:-1]]), counts, members,
                    np.vstack([np.stack([s[2] for s in slots]), form.weights]),
                    np.vstack([np.stack([s[3] for s in slots]), np.zeros(form.dim)]))

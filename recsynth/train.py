@@ -194,8 +194,8 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
                              f"processes (each needs at least {config.pac})")
         shard = order[world.rank * n:(world.rank + 1) * n]
         real = real[shard]
-        labels = None if labels is None else labels[shard.numpy()]
-    sampler = None if labels is None else ConditionSampler.build(conditions, labels, form)
+    sampler = None if labels is None else ConditionSampler.build(
+        conditions, labels, form, shard.numpy() if world.active else None)
     # whole packs, and never more users per step than there are (small logs still train)
     per_rank = config.batch_size // world.size
     batch = max(config.pac, min(per_rank, len(real)) // config.pac * config.pac)

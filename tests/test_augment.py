@@ -277,3 +277,46 @@ def test_values_held_by_few_users_keep_nothing_of_them(work: Path) -> None:
     assert np.all(np.asarray(stats.shift)[small] == 0)
     assert np.allclose(np.asarray(stats.weights)[small], model.form.weights)
     assert np.any(np.asarray(stats.shift)[~small] != 0)
+
+
+def test_model_from_before_conditional_training_still_samples_where(work: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    """A model written before the GAN took condition vectors: conditions.json, no n_cond,
+    a generator and critic without condition inputs. `--where` still holds for every user
+    (through the closed-form group statistics)."""
+    import shutil
+
+    import torch
+
+    old = tmp_path / "old-model"
+    shutil.copytree(work / "model", old)
+    config = json.loads((old / "config.json").read_text())
+    n_cond = config.pop("n_cond")
+    (old / "config.json").write_text(json.dumps(config))
+    tensors = torch.load(old / "weights.pt", weights_only=True)
+    g = tensors["generator.net.0.weight"]
+    tensors["generator.net.0.weight"] = g[:, :g.shape[1] - n_cond].clone()
+    c = tensors["critic.net.0.weight"]
+    pac = json.loads((work / "model" / "config.json").read_text())["model"]["pac"]
+    per_user = c.shape[1] // pac
+    tensors["critic.net.0.weight"] = c.reshape(c.shape[0], pac, per_user)[
+        :, :, :per_user - n_cond].reshape(c.shape[0], -1).clone()
+    torch.save(tensors, old / "weights.pt")
+    assert load_model(old).generator.n_cond == 0
+    out = tmp_path / "s.parquet"
+    code, _, _ = run(["sample", str(old), "--users", "20", "--where", "segment=a",
+                      "--out", str(out), "-q"], capsys)
+    assert code == 0 and (pl.read_parquet(out).get_column("segment") == "a").all()
+
+
+def test_generator_gets_a_condition_vector_for_one_where_only(work: Path) -> None:
+    from recsynth.conditions import Request
+    from recsynth.sampling import make_shaping
+
+    model = load_model(work / "model")
+    one = make_shaping(model, Request(where=(("segment", "a"),))).plan
+    assert one.vector is not None and one.vector.sum() == 1
+    assert len(one.vector) == model.generator.n_cond > 0
+    two = make_shaping(model, Request(where=(("segment", "a"),
+                                             ("country", "United Kingdom")))).plan
+    assert two.vector is None  # the generator saw one value at a time in training

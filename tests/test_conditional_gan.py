@@ -76,3 +76,18 @@ def test_gan_learns_a_condition_the_closed_form_does_not_know() -> None:
     # real: P(x0 > 0) is ~1 for 'a' and ~0 for 'b'; the mixture alone gives ~0.6 to both
     assert positive_share(trained, [1, 0]) > 0.9
     assert positive_share(trained, [0, 1]) < 0.1
+
+
+def test_a_shard_conditions_on_every_value_learnable_overall() -> None:
+    # value 'c' has 6 users overall (learnable), only 2 of them in this process's shard
+    labels = np.array([0] * 50 + [1] * 50 + [2] * 6, dtype=np.int32)
+    codes = np.random.default_rng(0).normal(size=(len(labels), 2)).astype(np.float32)
+    conditions = _ignorant(["a", "b", "c"], labels, 2)
+    shard = np.concatenate([np.arange(0, 100, 2), [100, 101]])
+    sampler = ConditionSampler.build(conditions, labels[:, None], _form(codes), shard)
+    assert sampler.n_users == len(shard) and sorted(sampler.position.tolist()) == [0, 1, 2]
+    rows, cond = sampler.draw(4000, torch.Generator().manual_seed(0))
+    drawn = cond.vector.numpy().argmax(axis=1)[cond.vector.numpy().sum(axis=1) == 1]
+    picked = rows.numpy()[cond.vector.numpy().sum(axis=1) == 1]
+    assert np.array_equal(labels[shard][picked], drawn)  # rows index the shard
+    assert set(picked[drawn == 2].tolist()) == {50, 51}
