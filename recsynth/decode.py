@@ -62,11 +62,12 @@ def _gumbel_top(logits: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
             continue
         kb = min(int(counts[rows].max()), keys.shape[1])
         block = keys if len(rows) == len(keys) else keys[rows]
-        top = torch.topk(block, kb, dim=1, sorted=True).indices
-        keep = torch.arange(kb)[None, :] < counts[rows][:, None]
-        out_rows.append(rows[:, None].expand(-1, kb)[keep])
-        out_items.append(top[keep])
-    return torch.cat(out_rows), torch.cat(out_items)
+        top = torch.topk(block, kb, dim=1, sorted=True).indices.numpy()
+        c = counts[rows].numpy()
+        # each row's first c entries; numpy's boolean indexing (torch's is several x slower)
+        out_rows.append(np.repeat(rows.numpy(), np.minimum(c, kb)))
+        out_items.append(top[np.arange(kb)[None, :] < c[:, None]])
+    return torch.from_numpy(np.concatenate(out_rows)), torch.from_numpy(np.concatenate(out_items))
 
 
 def _pair_order(rows: torch.Tensor, items: torch.Tensor, n_items: int) -> np.ndarray:
