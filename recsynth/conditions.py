@@ -108,17 +108,18 @@ def conditionable_columns(schema: Schema) -> list[str]:
 
 
 def fit_conditions(codes: np.ndarray, form: ClosedForm, per_user: pl.DataFrame,
-                   schema: Schema, users: pl.Series) -> tuple[Conditions | None, np.ndarray]:
+                   schema: Schema, users: pl.Series
+                   ) -> tuple[Conditions | None, np.ndarray | None]:
     """Group statistics per attribute value; `codes[i]` belongs to `users[i]`; `per_user`
     has one row per user key with its attribute values.
 
     Also returns each user's value index per kept column (users x columns, -1 for null),
     which training-by-sampling draws real users of a value from; it is never saved.
+    (None, None) when no attribute can be conditioned on.
     """
     cols = [c for c in conditionable_columns(schema) if c in per_user.columns]
-    none = np.empty((len(codes), 0), dtype=np.int32)
     if not cols:
-        return None, none
+        return None, None
     user = schema.user_col
     aligned = pl.DataFrame({user: users}).join(per_user, on=user, how="left")
     resp = responsibilities(codes, form)
@@ -149,7 +150,7 @@ def fit_conditions(codes: np.ndarray, form: ClosedForm, per_user: pl.DataFrame,
         out[col] = AttributeStats(values, np.array(counts), np.array(weights), np.array(shifts))
         labels.append(index)
     if not out:
-        return None, none
+        return None, None
     return Conditions(out), np.stack(labels, axis=1).astype(np.int32)
 
 

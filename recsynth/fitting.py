@@ -326,8 +326,7 @@ def _conditions(lf: pl.LazyFrame, schema: Schema, codes: np.ndarray, form: Close
     if not cols:
         return None, None
     per_user = first_per_key(lf, schema.user_col, cols, source)
-    conditions, labels = fit_conditions(codes, form, per_user, schema, fit_users.users)
-    return conditions, None if conditions is None else labels
+    return fit_conditions(codes, form, per_user, schema, fit_users.users)
 
 
 def _save_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,

@@ -81,10 +81,10 @@ def make_shaping(model: Model, request: Request, filter_quantile: float = 0.0,
     return Shaping(plan, q, tail)
 
 
-def _codes(model: Model, plan: Plan | None, n: int, gen: torch.Generator) -> torch.Tensor:
+def _codes(model: Model, plan: Plan | None, cond: Conditioning | None, n: int,
+           gen: torch.Generator) -> torch.Tensor:
     if plan is None:
         return sample_codes(model.generator, model.form, n, gen)
-    cond = _conditioning(model, plan)
     return draw_codes(plan, model.form, model.space.n_model_items, n,
                       lambda form, m, g: sample_codes(model.generator, form, m, g, cond), gen)
 
@@ -100,9 +100,9 @@ def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
                    shaping: Shaping = PLAIN) -> pl.DataFrame:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + batch)
     m = n if shaping.tail is None else n * shaping.tail_oversample
-    x = _codes(model, shaping.plan, candidates(m, shaping.filter_quantile), gen)
+    cond = _conditioning(model, shaping.plan)
+    x = _codes(model, shaping.plan, cond, candidates(m, shaping.filter_quantile), gen)
     if shaping.filter_quantile > 0:
-        cond = _conditioning(model, shaping.plan)
         scores = critic_scores(model.critic, model.form, x, gen,
                                None if cond is None else cond.vector)
         x = x[torch.from_numpy(keep_best(scores, m))]
