@@ -177,29 +177,24 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     dev = torch.device(device)
     generator.to(dev)
     critic.to(dev)
-    white = Whitener(form).to(dev)
-    # bf16 autocast for the networks' forward passes; losses and codes stay float32
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16,
-                              enabled=config.precision == "bf16")
     betas = (config.beta1, config.beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=betas)
     real = torch.from_numpy(whiten(codes, form)).to(dev)
-    if world.active:  # equal shards (the same split on every rank), so every rank takes
-        # the same number of steps: one collective more on one rank would hang the others
-        order = torch.randperm(len(real), generator=torch.Generator().manual_seed(config.seed))
-        n = len(real) // world.size
-        if n < config.pac:
-            raise UsageError(f"{len(real)} fitting users are too few for {world.size} "
-                             f"processes (each needs at least {config.pac})")
-        shard = order[world.rank * n:(world.rank + 1) * n]
+    shard = _shard(len(real), world, config) if world.active else None
+    if shard is not None:
         real = real[shard]
     sampler = None if labels is None else ConditionSampler.build(
-        conditions, labels, form, shard.numpy() if world.active else None)
+        conditions, labels, form, None if shard is None else shard.numpy())
     # whole packs, and never more users per step than there are (small logs still train)
     per_rank = config.batch_size // world.size
     batch = max(config.pac, min(per_rank, len(real)) // config.pac * config.pac)
-    g_net, d_net = _parallel(generator, world, dev), _parallel(critic, world, dev)
+    game = _Game(generator, critic, _parallel(generator, world, dev),
+                 _parallel(critic, world, dev), opt_g, opt_d, Whitener(form).to(dev), form,
+                 config.gp_lambda, batch,
+                 # bf16 autocast for the networks' forward passes; losses, codes stay float32
+                 torch.autocast(dev.type, dtype=torch.bfloat16,
+                                enabled=config.precision == "bf16"))
     start = clock()
     if resume is not None:
         generator.load_state_dict(resume["generator"])
@@ -228,40 +223,16 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     for epoch in range(first, config.epochs + 1):
         d_losses, g_losses = [], []
         for lo in (lo for _ in range(passes) for lo in range(0, per_pass * batch, batch)):
-            cond = vector = None
-            if sampler is not None:  # training-by-sampling: real users of the drawn conditions
-                rows, cond = sampler.draw(batch, gen)
-                real_b = real[rows.to(dev)]
-                vector = cond.vector.to(dev)
-            else:
+            rows, cond, vector = _draw(sampler, batch, gen, dev)
+            if rows is None:
                 if lo == 0:  # a new pass over the users
                     perm = torch.randperm(len(real), generator=gen)
-                real_b = real[perm[lo:lo + batch].to(dev)]
-            with autocast:
-                fake_b = white(sample_codes(generator, form, batch, gen, cond))
-                gp = gradient_penalty(critic, real_b, fake_b, gen, vector)
-                # one critic forward per backward, as DDP expects; fake packs first
-                both = None if vector is None else torch.cat([vector, vector])
-                scores = d_net(torch.cat([fake_b, real_b]), both).float()
-            half = len(scores) // 2
-            loss_d = scores[:half].mean() - scores[half:].mean() + config.gp_lambda * gp
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            d_losses.append(loss_d.item())
+                rows = perm[lo:lo + batch]
+            d_losses.append(game.critic_step(real[rows.to(dev)], cond, vector, gen))
             step += 1
             if step % config.n_critic == 0:
-                cond = vector = None
-                if sampler is not None:
-                    cond = sampler.draw(batch, gen)[1]
-                    vector = cond.vector.to(dev)
-                with autocast:
-                    fake = white(generate(g_net, form, batch, gen, cond))
-                    loss_g = -d_net(fake, vector).float().mean()
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                g_losses.append(loss_g.item())
+                _, cond, vector = _draw(sampler, batch, gen, dev)
+                g_losses.append(game.generator_step(cond, vector, gen))
         record = {"epoch": epoch, "loss_d": _mean(d_losses), "loss_g": _mean(g_losses),
                   "seconds": round(clock() - start, 3)}
         if check is not None and (epoch % config.check_every == 0 or epoch == config.epochs):
@@ -293,6 +264,76 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     # the most trained judge, whatever generator state was kept: --filter-quantile uses it
     result.critic_state = copy.deepcopy(critic.state_dict())
     return result
+
+
+def _shard(n_users: int, world: World, config: ModelConfig) -> torch.Tensor:
+    """This rank's users: equal shards of one seeded permutation (the same on every rank),
+    so every rank takes the same number of steps (one collective more on one rank would
+    hang the others)."""
+    order = torch.randperm(n_users, generator=torch.Generator().manual_seed(config.seed))
+    n = n_users // world.size
+    if n < config.pac:
+        raise UsageError(f"{n_users} fitting users are too few for {world.size} "
+                         f"processes (each needs at least {config.pac})")
+    return order[world.rank * n:(world.rank + 1) * n]
+
+
+def _draw(sampler: ConditionSampler | None, batch: int, gen: torch.Generator,
+          dev: torch.device) -> tuple[torch.Tensor | None, Conditioning | None,
+                                      torch.Tensor | None]:
+    """Training-by-sampling: rows of real users holding the drawn conditions, the
+    conditioning for the generator and its vector for the critic (all None without)."""
+    if sampler is None:
+        return None, None, None
+    rows, cond = sampler.draw(batch, gen)
+    return rows, cond, cond.vector.to(dev)
+
+
+@dataclass
+class _Game:
+    """The two players and their optimizers; a method call is one update of one player.
+
+    `g_net`/`d_net` are the DDP wrappers under torchrun (the modules themselves otherwise):
+    the updates go through them so gradients are averaged, while the critic's fakes and
+    the gradient penalty use the plain modules.
+    """
+
+    generator: ResidualGenerator
+    critic: PacCritic
+    g_net: torch.nn.Module
+    d_net: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    white: Whitener
+    form: ClosedForm
+    gp_lambda: float
+    batch: int
+    autocast: torch.autocast
+
+    def critic_step(self, real: torch.Tensor, cond: Conditioning | None,
+                    vector: torch.Tensor | None, gen: torch.Generator) -> float:
+        with self.autocast:
+            fake = self.white(sample_codes(self.generator, self.form, self.batch, gen, cond))
+            gp = gradient_penalty(self.critic, real, fake, gen, vector)
+            # one critic forward per backward, as DDP expects; fake packs first
+            both = None if vector is None else torch.cat([vector, vector])
+            scores = self.d_net(torch.cat([fake, real]), both).float()
+        half = len(scores) // 2
+        loss = scores[:half].mean() - scores[half:].mean() + self.gp_lambda * gp
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.item()
+
+    def generator_step(self, cond: Conditioning | None, vector: torch.Tensor | None,
+                       gen: torch.Generator) -> float:
+        with self.autocast:
+            fake = self.white(generate(self.g_net, self.form, self.batch, gen, cond))
+            loss = -self.d_net(fake, vector).float().mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        return loss.item()
 
 
 def _parallel(module: torch.nn.Module, world: World, dev: torch.device) -> torch.nn.Module:
