@@ -114,10 +114,9 @@ def write_parts_ranked(model: Model, directory: Path, job: Job, rows_per_file: i
     if n_rows is not None and world.is_main:
         rows_before = 0
         for k in range(len(done)):
-            left = n_rows - rows_before
-            if done[k][1] > left:
-                done[k] = write_part(model, job, directory, per_part, k, left)
-            if done[k][1] >= left:
+            done[k], last = _settle(done[k], None, n_rows - rows_before,
+                                    partial(write_part, model, job, directory, per_part, k))
+            if last:
                 kept = k + 1
                 break
             rows_before += done[k][1]
@@ -157,14 +156,24 @@ def _drive(submit: Submit, job: Job, per_part: int, n_rows: int | None, expect: 
         on_progress(sum(u for u, _ in done.values()), sum(r for _, r in done.values()))
         while frontier in done and (end is None or frontier < end):
             if n_rows is not None:
-                left = n_rows - rows_before
-                if done[frontier][1] > left and budgets[frontier] != left:
-                    done[frontier] = submit(frontier, left).result()  # cut at the exact row
-                if done[frontier][1] >= left:
+                done[frontier], last = _settle(done[frontier], budgets[frontier],
+                                               n_rows - rows_before,
+                                               lambda left, k=frontier: submit(k, left).result())
+                if last:
                     end = frontier + 1
             rows_before += done[frontier][1]
             frontier += 1
     return [done[k] for k in range(frontier)]
+
+
+def _settle(part: tuple[int, int], budget: int | None, left: int,
+            rewrite: Callable[[int], tuple[int, int]]) -> tuple[tuple[int, int], bool]:
+    """Rows mode, a part whose predecessors are final and hold all but `left` rows: the
+    part as kept (rewritten with the exact budget if it crosses the target and was cut from
+    a looser one), and whether it is the last part."""
+    if part[1] > left and budget != left:
+        part = rewrite(left)
+    return part, part[1] >= left
 
 
 @contextmanager
