@@ -3,7 +3,7 @@
     python benchmarks/augment_groups.py [--datasets ml100k,online_retail]
         [--strategies match,sparse-users,long-tail,balance:gender] [--ratios 0.2]
         [--filter 0.2] [--augment-filters 0.0,0.2] [--augment-seeds 0] [--seed 0]
-        [--recommenders ease,bpr] [--parts augment,conditional,filter]
+        [--recommenders ease,bpr] [--repeats 5] [--parts augment,conditional,filter]
         [--fit-args "--temperature 0.003 --components 10"] [--work benchmarks/results/augment]
 
 Needs the 80/20 splits in benchmarks/data (`benchmarks/popularity_tables.sh`) and, for
@@ -93,10 +93,11 @@ def own(model: Path, args) -> str:
 
 
 def evaluate(name: str, train: Path, holdout: Path, flag: str, path: Path, recs: str,
-             out: Path) -> dict:
+             out: Path, repeats: int = 1) -> dict:
     extra = ["--min-rating", "4"] if name == "ml100k" else []
     run([*RS, "evaluate", "--train", str(train), "--holdout", str(holdout), flag, str(path),
-         "--recommenders", recs, "--k", "10", "--out", str(out), "--overwrite", "-q", *extra])
+         "--recommenders", recs, "--k", "10", "--out", str(out), "--overwrite", "-q",
+         "--repeats", str(repeats), *extra])
     return json.loads(out.read_text())
 
 
@@ -115,7 +116,7 @@ def augment_part(name, train, holdout, model, args, work) -> list[dict]:
                                           "--filter-quantile", str(q), "--seed", aseed,
                                           "--overwrite", "--json", "-q"]))
                 r = evaluate(name, train, holdout, "--augmented", aug, args.recommenders,
-                             work / name / f"report-{tag}.json")["augmented"]
+                             work / name / f"report-{tag}.json", args.repeats)["augmented"]
                 row = {"dataset": name, **({"fit": args.fit_args} if args.fit_args else {}),
                        "strategy": strategy, "ratio": float(ratio),
                        "filter": q, "seed": int(aseed),
@@ -234,6 +235,9 @@ def main() -> None:
     p.add_argument("--augment-seeds", default="0", help="seeds of `augment` (model: --seed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recommenders", default="ease,bpr")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="`evaluate --repeats`: BPR trainings averaged per figure (one "
+                        "training's bottom-20 %% NDCG moves by ~4 %%)")
     p.add_argument("--parts", default="augment,conditional,filter")
     p.add_argument("--fit-args", default="",
                    help='extra `recsynth fit` options, e.g. "--temperature 0.003"')

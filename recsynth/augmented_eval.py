@@ -58,7 +58,8 @@ def augmented_metrics(train: Log, augmented: Log, foldin: sp.csr_matrix, test: s
 
     utility, per_user = utility_metrics(
         train.positives.matrix, augmented.positives.matrix, foldin, test, ks=config.ks,
-        recommenders=config.recommenders, seed=config.seed, on_stage=stage)
+        recommenders=config.recommenders, seed=config.seed, repeats=config.repeats,
+        on_stage=stage)
     fairness = fairness_metrics(groupings, per_user)
     added = augmented.all_items.users.is_in(train.all_items.users.implode()).not_()
     return {

@@ -113,6 +113,9 @@ def evaluate(
     user_col: UserCol = None,
     item_col: ItemCol = None,
     time_col: TimeCol = None,
+    repeats: Annotated[int, typer.Option(
+        help="Train BPR and APR this many times (seeds differ) and report the means: one "
+             "training's NDCG moves by a few %, more on small user groups.")] = 1,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables or progress.")] = False,
@@ -135,6 +138,8 @@ def evaluate(
     if unknown:
         raise UsageError(f"--recommenders: unknown {unknown[0]!r} "
                          f"(choose from {', '.join(RECOMMENDER_NAMES)})")
+    if repeats < 1:
+        raise UsageError(f"--repeats must be at least 1 (got {repeats})")
     gates = parse_gates(fail_under or [], fail_over or [])
     if out is not None:
         io.check_writable(out, overwrite)
@@ -142,7 +147,8 @@ def evaluate(
     from recsynth.dp.report import dp_guarantee
 
     guarantee = dp_guarantee(model)
-    config = EvalConfig(ks=ks, recommenders=recs, min_rating=min_rating, seed=seed)
+    config = EvalConfig(ks=ks, recommenders=recs, min_rating=min_rating, seed=seed,
+                        repeats=repeats)
 
     with StageReporter(stderr, quiet=quiet) as report:
         report("reading train, holdout and synthetic logs")

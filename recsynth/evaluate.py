@@ -100,7 +100,8 @@ def _synthetic_sections(inputs: EvalInputs, config: EvalConfig, foldin, test, gr
     assert inputs.synthetic is not None
     utility, per_user = utility_metrics(
         inputs.train.positives.matrix, inputs.synthetic.positives.matrix, foldin, test,
-        ks=config.ks, recommenders=config.recommenders, seed=config.seed, on_stage=on_stage)
+        ks=config.ks, recommenders=config.recommenders, seed=config.seed,
+        repeats=config.repeats, on_stage=on_stage)
 
     on_stage("fairness across user groups")
     fairness = fairness_metrics(groupings, per_user)

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsynth.metrics.ranking import accuracy_per_user, list_metrics, reference_stats, top_k
-from recsynth.recommenders.base import make_recommender
+from recsynth.recommenders.base import RECOMMENDER_NAMES, is_stochastic, make_recommender
 
 CHUNK_USERS = 2048
 SIDES = ("real", "synthetic")
@@ -45,37 +45,48 @@ def utility_metrics(
     ks: Sequence[int],
     recommenders: Sequence[str],
     seed: int,
+    repeats: int = 1,
     on_stage: Callable[[str], None] = lambda _: None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, np.ndarray]]]]:
     """Figures per recommender and side, plus per-user arrays for the fairness breakdown.
 
     `foldin`/`test` hold only the evaluated held-out users (each with ≥ 1 hidden item).
     Popularity, novelty and diversity are measured against the real train users, so the
-    real and synthetic figures share one yardstick.
+    real and synthetic figures share one yardstick. Recommenders that train from random
+    draws (BPR, APR) are trained `repeats` times and every figure, per user too, is the
+    mean over the trainings.
     """
     k_max = max(ks)
     reference = reference_stats(train)
     result: dict[str, Any] = {}
     per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    for r_idx, name in enumerate(recommenders):
+    for name in recommenders:
         result[name] = {}
         per_user[name] = {}
+        runs = repeats if is_stochastic(name) else 1
         for side in SIDES:
             on_stage(f"utility: {name} on {side} data")
             data = train if side == "real" else synthetic
-            # one seed for both sides: identical data gives an identical model (ratio 1.0)
-            rng = np.random.default_rng([seed, r_idx])
-            model = make_recommender(name).fit(data, rng)
-            top = recommend(model, foldin, k_max)
-            acc = accuracy_per_user(top, test, ks)
-            lists = list_metrics(top, ks, reference)
+            accs, lists = [], []
+            for run in range(runs):
+                # one seed per (recommender, run) for both sides: identical data gives an
+                # identical model (ratio 1.0), whatever else is in the list
+                rng = np.random.default_rng([seed, RECOMMENDER_NAMES.index(name), run])
+                model = make_recommender(name).fit(data, rng)
+                top = recommend(model, foldin, k_max)
+                accs.append(accuracy_per_user(top, test, ks))
+                lists.append(list_metrics(top, ks, reference))
+                if run == 0:
+                    params = getattr(model, "params", None)
+                    if callable(params):
+                        result[name].setdefault("params", {})[side] = params()
+            acc = {m: np.mean([a[m] for a in accs], axis=0) for m in accs[0]}
             per_user[name][side] = acc
             figures = {m: float(v.mean()) for m, v in acc.items()}
-            figures.update({m: float(v) for m, v in lists.items()})
+            figures.update({m: float(np.mean([x[m] for x in lists])) for m in lists[0]})
             result[name][side] = figures
-            params = getattr(model, "params", None)
-            if callable(params):
-                result[name].setdefault("params", {})[side] = params()
         real, syn = result[name]["real"], result[name]["synthetic"]
         result[name]["ratio"] = {m: _ratio(syn[m], real[m]) for m in real}
+        if runs > 1:
+            result[name]["trainings"] = runs
     return result, per_user

@@ -1,0 +1,67 @@
+"""`evaluate --repeats`: stochastic recommenders averaged over trainings, others trained once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+
+from recsynth.cli import main
+from recsynth.matrix import build_catalog, to_user_items
+from recsynth.metrics.utility import utility_metrics
+from recsynth.protocol import fold_in_split
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "interactions.parquet"
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    df = pl.read_parquet(SAMPLE)
+    x = to_user_items(df, "user_id", "item_id", build_catalog("item_id", df), "sample").matrix
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(x.shape[0])
+    n_test = x.shape[0] // 5
+    train, held = x[np.sort(perm[n_test:])], x[np.sort(perm[:n_test])]
+    # a different "synthetic" side: every other train user
+    fold, test = fold_in_split(held, 0.2, rng)
+    keep = np.diff(test.indptr) > 0
+    return train, train[::2], fold[keep], test[keep]
+
+
+def run(split, recommenders, repeats):
+    train, syn, fold, test = split
+    return utility_metrics(train, syn, fold, test, ks=[10], recommenders=recommenders,
+                           seed=3, repeats=repeats)
+
+
+def test_bpr_is_the_mean_of_its_trainings_and_deterministic_models_train_once(split):
+    single = [run(split, ["bpr"], 1)]
+    result, per_user = run(split, ["ease", "bpr"], 3)
+    # the figures of one training do not depend on where bpr stands in the list
+    assert run(split, ["ease", "bpr"], 1)[0]["bpr"] == single[0][0]["bpr"]
+    assert result["bpr"]["trainings"] == 3 and "trainings" not in result["ease"]
+    assert result["ease"]["real"] == run(split, ["ease"], 1)[0]["ease"]["real"]
+    # the 3-run mean differs from one run (the trainings differ) and averages per user
+    ndcg = result["bpr"]["real"]["ndcg@10"]
+    assert ndcg != single[0][0]["bpr"]["real"]["ndcg@10"]
+    assert ndcg == pytest.approx(per_user["bpr"]["real"]["ndcg@10"].mean())
+    assert 0.0 < ndcg < 1.0
+
+
+def test_identical_data_gives_ratio_one_with_repeats(split):
+    train, _, fold, test = split
+    result, _ = utility_metrics(train, train, fold, test, ks=[10], recommenders=["bpr"],
+                                seed=0, repeats=2)
+    assert result["bpr"]["ratio"]["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_cli_rejects_repeats_below_one(tmp_path, capsys):
+    code = main(["evaluate", "--train", str(SAMPLE), "--holdout", str(SAMPLE), "--synthetic",
+                 str(SAMPLE), "--repeats", "0", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--repeats" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
