@@ -43,3 +43,21 @@ def pop_synthetic(split_dir: Path) -> Path:
     path = split_dir / "pop.parquet"
     popularity_sampler(train, schema, None, np.random.default_rng(0)).write_parquet(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_matrices():
+    """sample_data as users x items: 80 % train users, and the other 20 % folded in (their
+    history) with hidden items (the targets), each evaluated user holding at least one."""
+    from recsynth.matrix import build_catalog, to_user_items
+    from recsynth.protocol import fold_in_split
+
+    df = pl.read_parquet(SAMPLE)
+    x = to_user_items(df, "user_id", "item_id", build_catalog("item_id", df), "sample").matrix
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(x.shape[0])
+    n_test = x.shape[0] // 5
+    train, held = x[np.sort(perm[n_test:])], x[np.sort(perm[:n_test])]
+    fold, test = fold_in_split(held, 0.2, rng)
+    keep = np.diff(test.indptr) > 0
+    return train, fold[keep], test[keep]

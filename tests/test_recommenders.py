@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 
 from recsynth.errors import UsageError
-from recsynth.matrix import build_catalog, to_user_items
 from recsynth.metrics.ranking import accuracy_per_user, top_k
 from recsynth.protocol import fold_in_split
 from recsynth.recommenders.base import RECOMMENDER_NAMES, Recommender, make_recommender
@@ -243,16 +241,8 @@ def test_fold_in_split_rejects_bad_fraction():
 # ---------------------------------------------------------------- realistic sanity
 
 
-def test_ease_beats_popularity_on_sample_data():
-    df = pl.read_parquet(SAMPLE)
-    x = to_user_items(df, "user_id", "item_id", build_catalog("item_id", df), "sample").matrix
-    rng = np.random.default_rng(0)
-    perm = rng.permutation(x.shape[0])
-    n_test = x.shape[0] // 5
-    train, held = x[np.sort(perm[n_test:])], x[np.sort(perm[:n_test])]
-    fold, test = fold_in_split(held, 0.2, rng)
-    keep = np.diff(test.indptr) > 0
-    fold, test = fold[keep], test[keep]
+def test_ease_beats_popularity_on_sample_data(sample_matrices):
+    train, fold, test = sample_matrices
 
     def ndcg(name: str) -> float:
         rec = make_recommender(name).fit(train, np.random.default_rng(1))

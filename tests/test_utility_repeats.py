@@ -4,31 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 
 from recsynth.cli import main
-from recsynth.matrix import build_catalog, to_user_items
 from recsynth.metrics.utility import utility_metrics
-from recsynth.protocol import fold_in_split
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "interactions.parquet"
 
 
 @pytest.fixture(scope="module")
-def split() -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
-    df = pl.read_parquet(SAMPLE)
-    x = to_user_items(df, "user_id", "item_id", build_catalog("item_id", df), "sample").matrix
-    rng = np.random.default_rng(0)
-    perm = rng.permutation(x.shape[0])
-    n_test = x.shape[0] // 5
-    train, held = x[np.sort(perm[n_test:])], x[np.sort(perm[:n_test])]
-    # a different "synthetic" side: every other train user
-    fold, test = fold_in_split(held, 0.2, rng)
-    keep = np.diff(test.indptr) > 0
-    return train, train[::2], fold[keep], test[keep]
+def split(sample_matrices) -> tuple[sp.csr_matrix, ...]:
+    train, fold, test = sample_matrices
+    return train, train[::2], fold, test  # a different "synthetic" side: every other user
 
 
 def run(split, recommenders, repeats):
