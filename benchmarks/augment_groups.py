@@ -236,8 +236,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recommenders", default="ease,bpr")
     p.add_argument("--repeats", type=int, default=5,
-                   help="`evaluate --repeats`: BPR trainings averaged per figure (one "
-                        "training's bottom-20 %% NDCG moves by ~4 %%)")
+                   help="`evaluate --repeats`: EASE/BPR fits averaged per figure (one "
+                        "fit's bottom-20 %% NDCG moves by ~5 %%)")
     p.add_argument("--parts", default="augment,conditional,filter")
     p.add_argument("--fit-args", default="",
                    help='extra `recsynth fit` options, e.g. "--temperature 0.003"')

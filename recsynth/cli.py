@@ -114,8 +114,9 @@ def evaluate(
     item_col: ItemCol = None,
     time_col: TimeCol = None,
     repeats: Annotated[int, typer.Option(
-        help="Train BPR and APR this many times (seeds differ) and report the means: one "
-             "training's NDCG moves by a few %, more on small user groups.")] = 1,
+        help="Fit EASE, BPR and APR this many times (other λ-validation users, other SGD "
+             "draws) and report the means: one fit's NDCG moves by a few %, more on small "
+             "user groups.")] = 1,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No tables or progress.")] = False,
