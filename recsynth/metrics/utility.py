@@ -52,9 +52,9 @@ def utility_metrics(
 
     `foldin`/`test` hold only the evaluated held-out users (each with ≥ 1 hidden item).
     Popularity, novelty and diversity are measured against the real train users, so the
-    real and synthetic figures share one yardstick. Recommenders that train from random
-    draws (BPR, APR) are trained `repeats` times and every figure, per user too, is the
-    mean over the trainings.
+    real and synthetic figures share one yardstick. Recommenders fitted from random draws
+    (EASE's λ-validation users, BPR/APR's SGD) are fitted `repeats` times and every
+    figure, per user too, is the mean over the fits; `params` are the first fit's.
     """
     k_max = max(ks)
     reference = reference_stats(train)
