@@ -3,7 +3,8 @@ SVD-Gaussian closed form (`fit --epochs 0` over a small rank/temperature grid), 
 default GAN. Re-run with every model change.
 
     python benchmarks/compare_generators.py [--datasets ml100k,online_retail] [--seeds 0,1,2]
-        [--grid 20:0.01,50:0.01,50:0.02] [--out benchmarks/results/compare_generators.json]
+        [--grid 20:0.01,50:0.01,50:0.02] [--repeats 5]
+        [--out benchmarks/results/compare_generators.json]
 
 Needs the splits made by `benchmarks/popularity_tables.sh` (benchmarks/data/NAME-*.parquet).
 Prints one line per generator: mean over seeds of EASE TSTR (NDCG@10 ratio), membership
@@ -28,12 +29,13 @@ RS = [sys.executable, "-m", "recsynth"]
 KEYS = ("tstr", "mia_auc", "dcr_share", "copies_5plus", "activity_ks", "popularity_tvd")
 
 
-def evaluate(name: str, synthetic: Path, out: Path) -> dict[str, float]:
+def evaluate(name: str, synthetic: Path, out: Path, repeats: int) -> dict[str, float]:
     extra = ["--min-rating", "4"] if name == "ml100k" else []
     subprocess.run([*RS, "evaluate", "--train", str(DATA / f"{name}-train.parquet"),
                     "--holdout", str(DATA / f"{name}-holdout.parquet"), "--synthetic",
                     str(synthetic), "--recommenders", "ease", "--k", "10", "--out", str(out),
-                    "--overwrite", "-q", *extra], check=True, stdout=subprocess.DEVNULL)
+                    "--repeats", str(repeats), "--overwrite", "-q", *extra], check=True,
+                   stdout=subprocess.DEVNULL)
     r = json.loads(out.read_text())
     return {"tstr": r["utility"]["ease"]["ratio"]["ndcg@10"], "mia_auc": r["privacy"]["mia_auc"],
             "dcr_share": r["privacy"]["dcr_share"],
@@ -42,7 +44,8 @@ def evaluate(name: str, synthetic: Path, out: Path) -> dict[str, float]:
             "popularity_tvd": r["fidelity"]["item_popularity_tvd"]}
 
 
-def run_generator(name: str, kind: str, fit_args: list[str], seed: int, tmp: Path) -> dict:
+def run_generator(name: str, kind: str, fit_args: list[str], seed: int, tmp: Path,
+                  repeats: int) -> dict:
     train = DATA / f"{name}-train.parquet"
     syn = tmp / "syn.parquet"
     if kind == "popularity":
@@ -57,7 +60,7 @@ def run_generator(name: str, kind: str, fit_args: list[str], seed: int, tmp: Pat
         subprocess.run([*RS, "sample", str(model), "--users", str(n_users), "--out", str(syn),
                         "--seed", str(seed), "--overwrite", "-q"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return evaluate(name, syn, tmp / "report.json")
+    return evaluate(name, syn, tmp / "report.json", repeats)
 
 
 def main() -> None:
@@ -65,6 +68,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="ml100k,online_retail")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--grid", default="20:0.01,50:0.01,50:0.02,100:0.005")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="`evaluate --repeats`: EASE fits (λ-validation draws) averaged")
     parser.add_argument("--out", default=str(HERE / "results" / "compare_generators.json"))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -87,7 +92,8 @@ def main() -> None:
             runs = []
             for seed in seeds:
                 with tempfile.TemporaryDirectory() as tmp:
-                    runs.append(run_generator(name, kind, fit_args, seed, Path(tmp)))
+                    runs.append(run_generator(name, kind, fit_args, seed, Path(tmp),
+                                              args.repeats))
             mean = {k: float(np.mean([r[k] for r in runs])) for k in KEYS}
             mean["tstr_sd"] = float(np.std([r["tstr"] for r in runs]))
             results[name][label] = mean
