@@ -150,6 +150,31 @@ def test_ease_lambda_selection_same_for_wide_and_tall_paths():
     assert tall[1] == pytest.approx(wide[1])
 
 
+@pytest.mark.parametrize(("n_users", "folds"), [(100, 5), (2000, 2), (4000, 1)])
+def test_ease_small_logs_validate_lambda_on_several_disjoint_folds(monkeypatch, n_users,
+                                                                   folds):
+    """10 % of the users is a noisy validation set on small logs: disjoint folds are added
+    until at least 300 users validate λ (at most 5 folds), each fitted without its users."""
+    from recsynth.recommenders import ease
+
+    x = sp.random(n_users, 20, density=0.3, random_state=1, format="csr")
+    x.data[:] = 1
+    seen: list[tuple[int, int]] = []
+    real = ease._fold_ndcg_sums
+
+    def spy(train, foldin, test, grid):
+        seen.append((train.shape[0], foldin.shape[0]))
+        return real(train, foldin, test, grid)
+
+    monkeypatch.setattr(ease, "_fold_ndcg_sums", spy)
+    best, results = select_lambda(x, (1.0, 10.0), np.random.default_rng(0))
+    n_val = n_users // 10
+    assert len(seen) == folds
+    assert all(n_train == n_users - n_val for n_train, _ in seen)
+    assert best in (1.0, 10.0) and set(results) == {1.0, 10.0}
+    assert all(0.0 <= v <= 1.0 for v in results.values())
+
+
 def test_ease_catalog_cap_ranks_unmodelled_items_last(toy: sp.csr_matrix):
     rec = EASE(lambdas=10.0, max_items=12).fit(toy, np.random.default_rng(0))
     assert rec.lam == 10.0

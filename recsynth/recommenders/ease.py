@@ -20,6 +20,11 @@ UNMODELLED_SCORE = np.float32(-1e30)
 """Score of items EASE does not model (never seen in train, or beyond `max_items`): last."""
 
 _VAL_USER_FRAC = 0.1
+# Small logs validate λ on several disjoint user folds until this many users are used: on
+# MovieLens-100K's 754 users one 75-user fold chose λ 100, 200 or 500 by the draw
+# (held-out NDCG@10 0.321-0.330). Larger logs keep one fold (one eigendecomposition).
+_MIN_VAL_USERS = 300
+_MAX_VAL_FOLDS = 5
 _VAL_TEST_FRAC = 0.2
 _VAL_K = 10
 
@@ -85,7 +90,9 @@ def select_lambda(
 ) -> tuple[float, dict[float, float]]:
     """Pick λ by NDCG@10 on 10% of the users (80/20 fold-in), fitted on the other 90%.
 
-    The Gram matrix is eigendecomposed once (`gram_eigen`), so each λ costs only
+    Where 10% is fewer than `_MIN_VAL_USERS` users, further disjoint 10% folds are
+    validated too (at most `_MAX_VAL_FOLDS`) and NDCG is averaged over all their users.
+    Each fold's Gram matrix is eigendecomposed once (`gram_eigen`), so each λ costs only
     F P = (FQ) diag(1/(w+λ)) Qᵀ + (F − FQQᵀ)/λ and diag(P), not a fresh inversion.
     Returns (best λ, NDCG per λ); ties go to the smaller λ. With no usable validation
     user, the middle of the grid is returned.
@@ -96,26 +103,42 @@ def select_lambda(
     if n_users < 2 or x.shape[1] == 0:
         return fallback, {}
     n_val = max(1, round(_VAL_USER_FRAC * n_users))
+    folds = max(1, min(_MAX_VAL_FOLDS, -(-_MIN_VAL_USERS // n_val), (n_users - 1) // n_val))
     perm = rng.permutation(n_users)
-    val, rest = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    foldin, test = fold_in_split(x[val], _VAL_TEST_FRAC, rng)
-    keep = np.diff(test.indptr) > 0
-    if not keep.any():
+    sums = dict.fromkeys(grid, 0.0)
+    n_scored = 0
+    for f in range(folds):
+        val = np.sort(perm[f * n_val:(f + 1) * n_val])
+        rest = np.sort(np.concatenate([perm[:f * n_val], perm[(f + 1) * n_val:]]))
+        foldin, test = fold_in_split(x[val], _VAL_TEST_FRAC, rng)
+        keep = np.diff(test.indptr) > 0
+        if not keep.any():
+            continue
+        for lam, total in _fold_ndcg_sums(x[rest], foldin[keep], test[keep], grid).items():
+            sums[lam] += total
+        n_scored += int(keep.sum())
+    if n_scored == 0:
         return fallback, {}
-    foldin, test = foldin[keep], test[keep]
-    w, q = gram_eigen(x[rest])
+    results = {lam: sums[lam] / n_scored for lam in grid}
+    best = max(grid, key=lambda lam: (results[lam], -lam))
+    return best, results
+
+
+def _fold_ndcg_sums(train: sp.csr_matrix, foldin: sp.csr_matrix, test: sp.csr_matrix,
+                    grid: list[float]) -> dict[float, float]:
+    """Per λ: the sum over validation users of NDCG@10, EASE fitted on `train`."""
+    w, q = gram_eigen(train)
     f_dense = foldin.toarray()
     fq = f_dense @ q
     residual = f_dense - fq @ q.T  # part of F outside G's row space (0 when G is full rank)
-    results: dict[float, float] = {}
+    sums: dict[float, float] = {}
     for lam in grid:
         inv, d = _inverse_parts(w, q, lam)
         fp = (fq * inv) @ q.T + residual / lam
         scores = f_dense - fp / d[None, :]
         top = top_k(scores, foldin, _VAL_K)
-        results[lam] = float(accuracy_per_user(top, test, [_VAL_K])[f"ndcg@{_VAL_K}"].mean())
-    best = max(grid, key=lambda lam: (results[lam], -lam))
-    return best, results
+        sums[lam] = float(accuracy_per_user(top, test, [_VAL_K])[f"ndcg@{_VAL_K}"].sum())
+    return sums
 
 
 class EASE:
