@@ -40,7 +40,9 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
     for label in ratio_metrics.values():
         util.add_column(label, justify="right")
     for name, figs in result["utility"].items():
-        row = [name, _fmt(figs["real"].get(f"ndcg@{k}")), _fmt(figs["synthetic"].get(f"ndcg@{k}"))]
+        label = f"{name} ×{figs['trainings']}" if "trainings" in figs else name  # fits averaged
+        row = [label, _fmt(figs["real"].get(f"ndcg@{k}")),
+               _fmt(figs["synthetic"].get(f"ndcg@{k}"))]
         row += [_fmt(figs["ratio"].get(f"{m}@{k}"), 3) for m in ratio_metrics]
         util.add_row(*row)
     console.print(util)

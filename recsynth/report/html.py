@@ -190,8 +190,9 @@ def _utility(result: dict[str, Any]) -> str:
     ]
     rows = []
     for name, figs in utility.items():
-        rows.append([escape(name)] + [_fmt(figs["ratio"].get(f"{m}@{k}")) for m in
-                                      ("ndcg", "recall", "precision", "map", "hit_rate")])
+        label = f"{name} (mean of {figs['trainings']} fits)" if "trainings" in figs else name
+        rows.append([escape(label)] + [_fmt(figs["ratio"].get(f"{m}@{k}")) for m in
+                                       ("ndcg", "recall", "precision", "map", "hit_rate")])
     parts.append(_table(["TSTR @" + str(k), "NDCG", "recall", "precision", "MAP", "hit rate"],
                         rows))
     rows = [[escape(label)] + [f"{_fmt(figs['real'].get(f'{m}@{k}'))} → "
@@ -203,9 +204,10 @@ def _utility(result: dict[str, Any]) -> str:
     if "augmented" in result:
         parts += _augmented(result["augmented"], k)
     return _section("utility", "Utility: train on synthetic, test on real",
-                    "Each recommender is trained once on the real train users and once on "
-                    "the synthetic users, then ranks items for the same held-out real users "
-                    "(80 % of their items folded in, the hidden 20 % scored).", parts)
+                    "Each recommender is trained on the real train users and on the "
+                    "synthetic users, then ranks items for the same held-out real users "
+                    "(80 % of their items folded in, the hidden 20 % scored); with "
+                    "--repeats N, EASE, BPR and APR are fitted N times and averaged.", parts)
 
 
 def _augmented(augmented: dict[str, Any], k: int) -> list[str]:
