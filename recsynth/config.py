@@ -15,7 +15,7 @@ class EvalConfig:
     min_rating: float | None = None  # rows rated below this are not positives for utility
     test_frac: float = 0.2  # share of each held-out user's items hidden for scoring
     seed: int = 0
-    repeats: int = 1  # trainings averaged per stochastic recommender (BPR, APR)
+    repeats: int = 1  # fits averaged per recommender fitted from random draws (EASE, BPR, APR)
 
 
 @dataclass(frozen=True)
