@@ -160,7 +160,7 @@ def conditional_part(name, train, holdout, model, args, work) -> list[dict]:
     run([*RS, "sample", str(model), "--users", str(n_train), "--out", str(uncond), "--seed",
          str(args.seed), "--overwrite", "-q"])
     base = evaluate(name, train, holdout, "--synthetic", uncond, "ease",
-                    work / name / f"{pre}report-unconditional.json")
+                    work / name / f"{pre}report-unconditional.json", args.repeats)
     rows = []
     real_log, uncond_log = pl.read_parquet(train), pl.read_parquet(uncond)
     for col, value in RARE[name]:
@@ -171,7 +171,7 @@ def conditional_part(name, train, holdout, model, args, work) -> list[dict]:
         ok = (syn_log.get_column(col).cast(pl.String) == value).all()
         group = real_log.filter(pl.col(col).cast(pl.String) == value)
         r = evaluate(name, train, holdout, "--synthetic", syn, "ease",
-                     work / name / f"{pre}report-{col}-{value}.json")
+                     work / name / f"{pre}report-{col}-{value}.json", args.repeats)
         g = r["fairness"][col]["groups"][value]["ease"]
         b = base["fairness"][col]["groups"][value]["ease"]
         rows.append({"dataset": name, "group": f"{col}={value}",
@@ -195,7 +195,7 @@ def filter_part(name, train, holdout, model, args, work) -> list[dict]:
         run([*RS, "sample", str(model), "--users", str(n_train), "--out", str(syn),
              "--filter-quantile", str(q), "--seed", str(args.seed), "--overwrite", "-q"])
         r = evaluate(name, train, holdout, "--synthetic", syn, "ease",
-                     work / name / f"{own(model, args)}report-filter-q{q}.json")
+                     work / name / f"{own(model, args)}report-filter-q{q}.json", args.repeats)
         rows.append({"dataset": name, "filter": q,
                      "tstr": r["utility"]["ease"]["ratio"]["ndcg@10"],
                      "activity_ks": r["fidelity"]["activity_ks"],
