@@ -214,8 +214,7 @@ def activity_bounds(form: ClosedForm, n_items: int, level: str) -> tuple[int, in
     """Item-count range of a tercile of the real users' activity."""
     if level not in ACTIVITY_LEVELS:
         raise UsageError(f"--activity {level!r}: use low, mid or high")
-    probs = np.linspace(0.0, 1.0, len(form.activity.knots))
-    cut = [int(np.floor(np.exp(np.interp(p, probs, form.activity.knots)))) for p in (1/3, 2/3)]
+    cut = [int(np.floor(np.exp(form.activity.quantile(p)))) for p in (1/3, 2/3)]
     lo = {"low": 1, "mid": cut[0] + 1, "high": cut[1] + 1}[level]
     hi = {"low": cut[0], "mid": cut[1], "high": n_items}[level]
     return lo, hi
@@ -297,9 +296,7 @@ def _score_density(form: ClosedForm) -> np.ndarray:
     or after score calibration the generated coordinate's own (its CDF's increments)."""
     if form.activity_scores is None:
         return np.exp(-0.5 * SCORE_GRID ** 2)
-    knots = form.activity_scores.knots
-    cdf = np.interp(SCORE_GRID, knots, np.linspace(0.0, 1.0, len(knots)))
-    return np.diff(cdf, prepend=0.0)
+    return np.diff(form.activity_scores.cdf(SCORE_GRID), prepend=0.0)
 
 
 def _item_range(request: Request, form: ClosedForm, n_items: int) -> tuple[int, int] | None:

@@ -158,6 +158,16 @@ class Marginal:
     def fit(cls, values: np.ndarray) -> Marginal:
         return cls(np.quantile(values.astype(np.float64), np.linspace(0.0, 1.0, N_KNOTS)))
 
+    def quantile(self, probs: np.ndarray) -> np.ndarray:
+        """Values at probabilities in [0, 1] (linear between knots)."""
+        return np.interp(probs, self._probs(), self.knots)
+
+    def cdf(self, values: np.ndarray) -> np.ndarray:
+        """Probability of at most each value: the inverse of `quantile`."""
+        return np.interp(values, self.knots, self._probs())
+
     def from_normal(self, scores: np.ndarray) -> np.ndarray:
-        probs = np.linspace(0.0, 1.0, len(self.knots))
-        return np.interp(ndtr(scores), probs, self.knots)
+        return self.quantile(ndtr(scores))
+
+    def _probs(self) -> np.ndarray:
+        return np.linspace(0.0, 1.0, len(self.knots))

@@ -97,8 +97,7 @@ def _at_rank(real: Marginal, generated: Marginal | None, scores: np.ndarray) -> 
     generator did to the coordinate's distribution."""
     if generated is None:
         return real.from_normal(scores)
-    probs = np.linspace(0.0, 1.0, len(generated.knots))
-    return np.interp(np.interp(scores, generated.knots, probs), probs, real.knots)
+    return real.quantile(generated.cdf(scores))
 
 
 CODE_CHUNK = 65_536  # users per chunk of users x dim work on codes (no full float64 copy)
