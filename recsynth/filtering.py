@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from recsynth.condsampler import Conditioning
 from recsynth.errors import UsageError
 from recsynth.latent import ClosedForm
 from recsynth.model import PacCritic
@@ -33,12 +34,13 @@ def candidates(n: int, q: float) -> int:
 
 
 def critic_scores(critic: PacCritic, form: ClosedForm, codes: torch.Tensor,
-                  gen: torch.Generator, vector: torch.Tensor | None = None) -> np.ndarray:
-    """One realism score per code (see the module docstring); `vector` is the condition
-    every code was drawn under (None: unconditional)."""
+                  gen: torch.Generator, conditioning: Conditioning | None = None
+                  ) -> np.ndarray:
+    """One realism score per code (see the module docstring); `conditioning` is what the
+    codes were drawn under (None: unconditional)."""
     n, pac = len(codes), critic.pac
     white = Whitener(form)(codes.float())
-    cond = None if vector is None else vector.expand(n, -1)
+    cond = None if conditioning is None else conditioning.rows(n)
     total = torch.zeros(n, dtype=torch.float64)
     seen = torch.zeros(n, dtype=torch.float64)
     n_packs = math.ceil(n / pac)

@@ -103,8 +103,7 @@ def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
     cond = _conditioning(model, shaping.plan)
     x = _codes(model, shaping.plan, cond, candidates(m, shaping.filter_quantile), gen)
     if shaping.filter_quantile > 0:
-        scores = critic_scores(model.critic, model.form, x, gen,
-                               None if cond is None else cond.vector)
+        scores = critic_scores(model.critic, model.form, x, gen, cond)
         x = x[torch.from_numpy(keep_best(scores, m))]
     d = decode(x, model.form, model.config.temperature, model.space.n_model_items, gen)
     if shaping.tail is not None:
