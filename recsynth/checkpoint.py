@@ -89,6 +89,7 @@ def save_model(model: Model, directory: Path, history: list[dict[str, Any]],
     config = {"format_version": FORMAT_VERSION, "recsynth_version": __version__,
               "model": asdict(model.config), "like_threshold": model.like_threshold,
               "n_items": model.n_items, "n_channels": form.n_channels,
+              "activity_power": form.activity_power,
               "n_cond": model.generator.n_cond,
               "n_slots": model.space.n_slots,
               "schema": schema_to_dict(model.schema), "user_key": model.user_key}
@@ -133,7 +134,9 @@ def load_model(directory: str | Path) -> Model:
                           tensors["form.weights"].numpy(), tensors["form.means"].numpy(),
                           tensors["form.chols"].numpy(), Marginal(tensors["form.activity"].numpy()),
                           None if share is None else Marginal(share.numpy()),
-                          int(meta["n_channels"]))
+                          int(meta["n_channels"]),
+                          # absent: a model from before activity-scaled decoding
+                          activity_power=float(meta.get("activity_power", 0.0)))
         n_cond = int(meta.get("n_cond", 0))  # models from before conditional training: 0
         generator = ResidualGenerator(form.dim, config.hidden, form.n_components, n_cond)
         generator.load_state_dict(_prefixed(tensors, "generator."))

@@ -1,6 +1,7 @@
 """Augmented user codes → item sets: Gumbel top-k per channel, disjoint across channels.
 
-A code's reconstruction z·Vᵀ, scaled by 1/temperature, is the log-propensity of each item;
+A code's reconstruction z·Vᵀ, scaled by 1/temperature (and by the user's activity, see
+`latent.ACTIVITY_POWER`), is the log-propensity of each item;
 adding Gumbel noise and keeping the top n draws n distinct items with those propensities
 (sampling without replacement). The liked channel is drawn first and its items are masked
 out of the other channel, so a user never rates one item twice.
@@ -83,7 +84,7 @@ def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
     factors = torch.from_numpy(form.item_factors).float()
     bias = torch.from_numpy(form.item_bias).float()
     total, liked_n = counts_from_codes(x, form, n_items)
-    scale = 1.0 / temperature
+    scale = torch.from_numpy(form.logit_scale(total.numpy()) / temperature).float()[:, None]
     if liked_n is None:
         logits = (z @ factors.T).mul_(scale).add_(bias)
         rows, items = _gumbel_top(logits, total, gen)

@@ -1,0 +1,78 @@
+"""Activity-scaled decoding: a code reconstructs a unit-normalised row, so the decoder
+sharpens heavy users and softens light ones instead of using one temperature for all;
+models saved before the change keep decoding as they did."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recsynth.checkpoint import load_model
+from recsynth.cli import main
+from recsynth.decode import counts_from_codes, decode
+from recsynth.encode import Marginal
+from recsynth.latent import ACTIVITY_POWER, ClosedForm
+
+N_ITEMS = 300
+
+
+def _form(power: float) -> ClosedForm:
+    """Rank 1: every user prefers low item indices, by a smooth linear ramp."""
+    real_activity = np.random.default_rng(0).integers(4, 80, size=2000).astype(np.float64)
+    factors = np.linspace(1.0, -1.0, N_ITEMS)[:, None]
+    dim = 2  # rank-1 code, activity score
+    return ClosedForm(factors, np.zeros(N_ITEMS), np.zeros(dim), np.eye(dim), np.ones(1),
+                      np.zeros((1, dim)), np.eye(dim)[None],
+                      Marginal.fit(np.log(real_activity)), None, 1, activity_power=power)
+
+
+def _top_share(form: ClosedForm, activity_score: float, n_users: int = 400) -> float:
+    """Share of decoded items among each user's own top-n items by logit (n its count)."""
+    x = torch.tensor([[0.05, activity_score]] * n_users)
+    d = decode(x, form, 0.01, N_ITEMS, torch.Generator().manual_seed(3))
+    n = int(counts_from_codes(x, form, N_ITEMS)[0][0])
+    return float(np.mean(d.item_index < n))
+
+
+def test_logit_scale_is_one_at_the_median_and_grows_as_the_square_root() -> None:
+    form = _form(ACTIVITY_POWER)
+    median = float(np.exp(form.activity.quantile(np.array([0.5]))[0]))
+    scale = form.logit_scale(np.array([median, 4 * median, median / 4]))
+    assert scale == pytest.approx([1.0, 2.0, 0.5])
+    assert np.array_equal(_form(0.0).logit_scale(np.array([1, 50, 500])), np.ones(3))
+
+
+def test_light_users_decode_softer_and_heavy_users_sharper() -> None:
+    flat, scaled = _form(0.0), _form(ACTIVITY_POWER)
+    light, heavy = -2.0, 2.0  # activity scores: a few items, many items
+    assert _top_share(scaled, light) < _top_share(flat, light) - 0.03
+    assert _top_share(scaled, heavy) > _top_share(flat, heavy) + 0.03
+
+
+def test_a_model_saved_before_the_change_decodes_unscaled(tmp_path: Path,
+                                                          sample_path: Path) -> None:
+    """config.json without activity_power: the decoder of its time (power 0)."""
+    model_dir = tmp_path / "model"
+    assert main(["fit", str(sample_path), "--out", str(model_dir), "--epochs", "0", "-q"]) == 0
+    model = load_model(model_dir)
+    assert model.form.activity_power == ACTIVITY_POWER
+    meta = json.loads((model_dir / "config.json").read_text())
+    del meta["activity_power"]
+    (model_dir / "config.json").write_text(json.dumps(meta))
+    old = load_model(model_dir)
+    assert old.form.activity_power == 0.0
+    np.testing.assert_array_equal(old.form.item_factors, model.form.item_factors)
+    x = torch.randn(64, model.form.dim, generator=torch.Generator().manual_seed(1))
+    n = model.space.n_model_items
+    t = model.config.temperature
+    as_saved = decode(x, replace(old.form, activity_power=ACTIVITY_POWER), t, n,
+                      torch.Generator().manual_seed(2))
+    before = decode(x, old.form, t, n, torch.Generator().manual_seed(2))
+    scaled = decode(x, model.form, t, n, torch.Generator().manual_seed(2))
+    assert np.array_equal(as_saved.item_index, scaled.item_index)
+    assert not np.array_equal(before.item_index, scaled.item_index)
