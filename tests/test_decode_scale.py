@@ -1,19 +1,12 @@
 """Activity-scaled decoding: a code reconstructs a unit-normalised row, so the decoder
-sharpens heavy users and softens light ones instead of using one temperature for all;
-models saved before the change keep decoding as they did."""
+sharpens heavy users and softens light ones instead of using one temperature for all."""
 
 from __future__ import annotations
-
-import json
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from recsynth.checkpoint import load_model
-from recsynth.cli import main
 from recsynth.decode import counts_from_codes, decode
 from recsynth.encode import Marginal
 from recsynth.latent import ACTIVITY_POWER, ClosedForm
@@ -52,27 +45,3 @@ def test_light_users_decode_softer_and_heavy_users_sharper() -> None:
     light, heavy = -2.0, 2.0  # activity scores: a few items, many items
     assert _top_share(scaled, light) < _top_share(flat, light) - 0.03
     assert _top_share(scaled, heavy) > _top_share(flat, heavy) + 0.03
-
-
-def test_a_model_saved_before_the_change_decodes_unscaled(tmp_path: Path,
-                                                          sample_path: Path) -> None:
-    """config.json without activity_power: the decoder of its time (power 0)."""
-    model_dir = tmp_path / "model"
-    assert main(["fit", str(sample_path), "--out", str(model_dir), "--epochs", "0", "-q"]) == 0
-    model = load_model(model_dir)
-    assert model.form.activity_power == ACTIVITY_POWER
-    meta = json.loads((model_dir / "config.json").read_text())
-    del meta["activity_power"]
-    (model_dir / "config.json").write_text(json.dumps(meta))
-    old = load_model(model_dir)
-    assert old.form.activity_power == 0.0
-    np.testing.assert_array_equal(old.form.item_factors, model.form.item_factors)
-    x = torch.randn(64, model.form.dim, generator=torch.Generator().manual_seed(1))
-    n = model.space.n_model_items
-    t = model.config.temperature
-    as_saved = decode(x, replace(old.form, activity_power=ACTIVITY_POWER), t, n,
-                      torch.Generator().manual_seed(2))
-    before = decode(x, old.form, t, n, torch.Generator().manual_seed(2))
-    scaled = decode(x, model.form, t, n, torch.Generator().manual_seed(2))
-    assert np.array_equal(as_saved.item_index, scaled.item_index)
-    assert not np.array_equal(before.item_index, scaled.item_index)

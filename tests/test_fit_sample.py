@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from recsynth.checkpoint import load_model
 from recsynth.cli import main
+from recsynth.decode import decode
 from recsynth.errors import DataError
+from recsynth.latent import ACTIVITY_POWER
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -439,3 +444,26 @@ def test_cuda_without_a_gpu_is_a_usage_error(sample_path: Path, tmp_path: Path,
     code, _, err = run(["fit", str(sample_path), "--out", str(tmp_path / "m"), "--device",
                         "cuda"], capsys)
     assert code == 2 and "no CUDA device" in err
+
+
+def test_a_model_saved_before_activity_scaling_decodes_unscaled(model_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """config.json without activity_power: the decoder of its time (power 0)."""
+    model_dir = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    model = load_model(model_dir)
+    assert model.form.activity_power == ACTIVITY_POWER
+    meta = json.loads((model_dir / "config.json").read_text())
+    del meta["activity_power"]
+    (model_dir / "config.json").write_text(json.dumps(meta))
+    old = load_model(model_dir)
+    assert old.form.activity_power == 0.0
+    np.testing.assert_array_equal(old.form.item_factors, model.form.item_factors)
+    x = torch.randn(64, model.form.dim, generator=torch.Generator().manual_seed(1))
+    n = model.space.n_model_items
+    t = model.config.temperature
+    as_saved = decode(x, replace(old.form, activity_power=ACTIVITY_POWER), t, n,
+                      torch.Generator().manual_seed(2))
+    before = decode(x, old.form, t, n, torch.Generator().manual_seed(2))
+    scaled = decode(x, model.form, t, n, torch.Generator().manual_seed(2))
+    assert np.array_equal(as_saved.item_index, scaled.item_index)
+    assert not np.array_equal(before.item_index, scaled.item_index)
