@@ -81,7 +81,7 @@ class ClosedForm:
         """Per-user factor on the decoder logits (see `ACTIVITY_POWER`)."""
         if self.activity_power == 0.0:
             return np.ones(len(items))
-        median = float(self.activity.quantile(np.array([0.5]))[0])  # of log items
+        median = float(self.activity.quantile(0.5))  # of log items
         return np.exp(self.activity_power * (np.log(np.maximum(items, 1)) - median))
 
     def liked_of(self, scores: np.ndarray) -> np.ndarray:
