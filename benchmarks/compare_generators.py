@@ -3,8 +3,12 @@ SVD-Gaussian closed form (`fit --epochs 0` over a small rank/temperature grid), 
 default GAN. Re-run with every model change.
 
     python benchmarks/compare_generators.py [--datasets ml100k,online_retail] [--seeds 0,1,2]
-        [--grid 20:0.01,50:0.01,50:0.02] [--repeats 5]
-        [--out benchmarks/results/compare_generators.json]
+        [--grid 20:0.01,50:0.01,50:0.02] [--sizes 1,4] [--gan-args "--epochs 50"]
+        [--no-popularity] [--repeats 5] [--out benchmarks/results/compare_generators.json]
+
+--sizes: synthetic users per real train user; each fitted model is sampled at every size,
+so the GAN and the closed form are compared at equal size (the popularity floor at 1).
+--grid '' skips the closed-form cells.
 
 Needs the splits made by `benchmarks/popularity_tables.sh` (benchmarks/data/NAME-*.parquet).
 Prints one line per generator: mean over seeds of EASE TSTR (NDCG@10 ratio), membership
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -45,22 +50,26 @@ def evaluate(name: str, synthetic: Path, out: Path, repeats: int) -> dict[str, f
 
 
 def run_generator(name: str, kind: str, fit_args: list[str], seed: int, tmp: Path,
-                  repeats: int) -> dict:
+                  repeats: int, sizes: list[float]) -> dict[float, dict]:
+    """One fit (or popularity draw) per seed, scored at every sample size."""
     train = DATA / f"{name}-train.parquet"
     syn = tmp / "syn.parquet"
     if kind == "popularity":
         subprocess.run([sys.executable, str(HERE / "baselines.py"), str(train), "--out",
                         str(syn), "--seed", str(seed), "--overwrite"], check=True,
                        stdout=subprocess.DEVNULL)
-    else:
-        model = tmp / "model"
-        subprocess.run([*RS, "fit", str(train), "--out", str(model), "--seed", str(seed),
-                        "--overwrite", "-q", *fit_args], check=True, stdout=subprocess.DEVNULL)
-        n_users = pl.scan_parquet(train).select(pl.col("user_id").n_unique()).collect().item()
-        subprocess.run([*RS, "sample", str(model), "--users", str(n_users), "--out", str(syn),
-                        "--seed", str(seed), "--overwrite", "-q"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return evaluate(name, syn, tmp / "report.json", repeats)
+        return {1.0: evaluate(name, syn, tmp / "report.json", repeats)}
+    model = tmp / "model"
+    subprocess.run([*RS, "fit", str(train), "--out", str(model), "--seed", str(seed),
+                    "--overwrite", "-q", *fit_args], check=True, stdout=subprocess.DEVNULL)
+    n_users = pl.scan_parquet(train).select(pl.col("user_id").n_unique()).collect().item()
+    scores = {}
+    for size in sizes:
+        subprocess.run([*RS, "sample", str(model), "--users", str(round(size * n_users)),
+                        "--out", str(syn), "--seed", str(seed), "--overwrite", "-q"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        scores[size] = evaluate(name, syn, tmp / "report.json", repeats)
+    return scores
 
 
 def main() -> None:
@@ -68,18 +77,24 @@ def main() -> None:
     parser.add_argument("--datasets", default="ml100k,online_retail")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--grid", default="20:0.01,50:0.01,50:0.02,100:0.005")
+    parser.add_argument("--sizes", default="1",
+                        help="synthetic users per real train user, e.g. 1,4")
+    parser.add_argument("--gan-args", default="", help="extra `recsynth fit` options for the GAN")
+    parser.add_argument("--no-popularity", action="store_true")
     parser.add_argument("--repeats", type=int, default=5,
                         help="`evaluate --repeats`: EASE fits (λ-validation draws) averaged")
     parser.add_argument("--out", default=str(HERE / "results" / "compare_generators.json"))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    generators = [("popularity", "popularity", [])]
-    for cell in args.grid.split(","):
+    sizes = [float(s) for s in args.sizes.split(",")]
+    generators = [] if args.no_popularity else [("popularity", "popularity", [])]
+    for cell in filter(None, args.grid.split(",")):
         rank, temp = cell.split(":")
         generators.append((f"svd-gaussian r{rank} T{temp}", "fit",
                            ["--epochs", "0", "--rank", rank, "--temperature", temp,
                             "--components", "1", "--holdout-frac", "0"]))
-    generators.append(("gan (defaults)", "fit", []))
+    gan_args = shlex.split(args.gan_args)
+    generators.append((f"gan {args.gan_args}" if gan_args else "gan (defaults)", "fit", gan_args))
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in args.datasets.split(","):
         if not (DATA / f"{name}-train.parquet").exists():
@@ -93,13 +108,17 @@ def main() -> None:
             for seed in seeds:
                 with tempfile.TemporaryDirectory() as tmp:
                     runs.append(run_generator(name, kind, fit_args, seed, Path(tmp),
-                                              args.repeats))
-            mean = {k: float(np.mean([r[k] for r in runs])) for k in KEYS}
-            mean["tstr_sd"] = float(np.std([r["tstr"] for r in runs]))
-            results[name][label] = mean
-            print(f"{label:32s} " + " ".join(f"{mean[k]:14.3f}" for k in KEYS), flush=True)
+                                              args.repeats, sizes))
+            for size in runs[0]:
+                row = f"{label} ×{size:g}"
+                mean = {k: float(np.mean([r[size][k] for r in runs])) for k in KEYS}
+                mean["tstr_sd"] = float(np.std([r[size]["tstr"] for r in runs]))
+                mean["tstr_per_seed"] = [r[size]["tstr"] for r in runs]
+                results[name][row] = mean
+                print(f"{row:32s} " + " ".join(f"{mean[k]:14.3f}" for k in KEYS), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"seeds": seeds, "results": results}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"seeds": seeds, "sizes": sizes, "results": results},
+                                         indent=2) + "\n")
 
 
 if __name__ == "__main__":
