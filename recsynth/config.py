@@ -42,6 +42,10 @@ class ModelConfig:
     check_every: int = 5  # epochs between held-out utility checks
     patience: int = 3  # checks without improvement before stopping early
     holdout_frac: float = 0.1  # users kept out of fitting, for the held-out check
+    check_ratio: float = 4.0  # generated users per fitting user in the held-out check: the
+    # size README recommends sampling (a recommender learns more from more synthetic users)
+    check_tolerance: float = 0.0  # the softest temperature whose check is within this share
+    # of the best is taken: a difference the held-out check cannot resolve goes to privacy
     calibration_steps: int = 10  # item-frequency calibration steps after training
     precision: str = "fp32"  # fp32, or bf16 autocast for the networks while training
     max_items: int = 20_000  # modelled item columns; rarer items share ordinal tail slots

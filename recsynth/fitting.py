@@ -198,26 +198,16 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     rank = config.rank if config.rank is not None else auto_rank(fit_users.n_users)
     rank = max(1, min(rank, fit_users.n_users - 1,
                       space.n_model_items * len(fit_users.channels) - 1))
+    n_items = space.n_model_items
+
     rng = np.random.default_rng([config.seed, 3])
     form, codes = fit_closed_form(fit_users, rank, rng, config.n_components)
     if space.capped:
         form = replace(form, n_head=len(space.head))
-    n_items = space.n_model_items
-    real_counts = np.concatenate([np.asarray(c.sum(axis=0)).ravel() for c in fit_users.channels])
     identity = ResidualGenerator(form.dim, config.hidden, form.n_components)  # the mixture
 
     def codes_from(generator: ResidualGenerator):
         return lambda n, gen: sample_codes(generator, form, n, gen)
-
-    def calibrated(base, generator, temperature: float, seed: int):
-        return calibrate_item_bias(base, codes_from(generator), real_counts, fit_users.n_users,
-                                   temperature, n_items, seed, config.calibration_steps)
-
-    def check_for(base, temperature: float) -> UtilityCheck | None:
-        if val_users is None:
-            return None
-        return UtilityCheck.build(base, temperature, n_items, fit_users.n_users,
-                                  val_users.channels[0], config.seed)
 
     search: dict[str, dict[str, float]] = {}
     if config.temperature is not None:
@@ -226,11 +216,17 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         temperature = DEFAULT_TEMPERATURE
     else:
         on_stage(f"choosing the decoder temperature by the held-out check {TEMPERATURE_GRID}")
-        temperature = _choose_temperature(form, identity, calibrated, check_for, fit_users,
-                                          val_users, config, search)
+        search.update(_search_temperatures(form, fit_users, val_users, n_items, config))
+        temperature = pick_temperature(search, config.max_dcr_share, config.check_tolerance) \
+            if search else DEFAULT_TEMPERATURE
     config = replace(config, rank=rank, temperature=temperature,
                      n_components=form.n_components)
-    form = calibrated(form, identity, temperature, config.seed)
+    form = _calibrated(form, identity, fit_users, n_items, temperature, config)
+
+    def check_for(base: ClosedForm, temperature: float) -> UtilityCheck | None:
+        return None if val_users is None else \
+            _check(base, temperature, n_items, fit_users, val_users, config)
+
     timings["closed_form"] = time.monotonic() - tick
 
     held = "no held-out check" if val_users is None else \
@@ -257,7 +253,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     on_stage("calibrating item frequencies and fitting the per-row model")
     tick = time.monotonic()
     form = calibrate_scores(form, codes_from(generator), config.seed)
-    form = calibrated(form, generator, temperature, config.seed + 1)
+    form = _calibrated(form, generator, fit_users, n_items, temperature, config, config.seed + 1)
     rowmodel = _fit_rows(lf, schema, catalog, threshold, fit_users, fit_rows_per_user, config,
                          str(data), on_stage)
     timings["calibrate_rowmodel"] = time.monotonic() - tick
@@ -355,28 +351,58 @@ def _save_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,
     return Path(out)
 
 
-def _choose_temperature(form, identity, calibrated, check_for, fit_users: EncodedUsers,
-                        val_users: EncodedUsers, config: ModelConfig,
-                        search: dict[str, dict[str, float]]) -> float:
-    """Best held-out utility among temperatures whose DCR share stays ≤ max_dcr_share.
+def _calibrated(form: ClosedForm, generator: ResidualGenerator, fit_users: EncodedUsers,
+                n_items: int, temperature: float, config: ModelConfig,
+                seed: int | None = None) -> ClosedForm:
+    """Item biases fitted so the generator's draws at this temperature match the real counts."""
+    real_counts = np.concatenate([np.asarray(c.sum(axis=0)).ravel() for c in fit_users.channels])
+    return calibrate_item_bias(form, lambda n, gen: sample_codes(generator, form, n, gen),
+                               real_counts, fit_users.n_users, temperature, n_items,
+                               config.seed if seed is None else seed, config.calibration_steps)
 
-    Sharper decoding scores better and sits closer to the fitting users; the guard keeps
-    the search from buying utility with privacy. With no candidate inside it, the least
-    leaky temperature is taken.
-    """
+
+def _check(form: ClosedForm, temperature: float, n_items: int, fit_users: EncodedUsers,
+           val_users: EncodedUsers, config: ModelConfig) -> UtilityCheck | None:
+    """The held-out check, generating check_ratio users per fitting user."""
+    return UtilityCheck.build(form, temperature, n_items,
+                              round(config.check_ratio * fit_users.n_users),
+                              val_users.channels[0], config.seed)
+
+
+def _search_temperatures(form: ClosedForm, fit_users: EncodedUsers, val_users: EncodedUsers,
+                         n_items: int, config: ModelConfig) -> dict[str, dict[str, float]]:
+    """Check NDCG@10 and DCR share of the closed form at every grid temperature ({} when
+    the held-out users leave nothing to score)."""
+    identity = ResidualGenerator(form.dim, config.hidden, form.n_components)
     fit_sets, val_sets = fit_users.item_sets(), val_users.item_sets()
+    search = {}
     for t in TEMPERATURE_GRID:
-        check = check_for(calibrated(form, identity, t, config.seed), t)
+        check = _check(_calibrated(form, identity, fit_users, n_items, t, config), t, n_items,
+                       fit_users, val_users, config)
         if check is None:
-            return DEFAULT_TEMPERATURE
+            return {}
         share = dcr_share(check.generated(identity, first_channel=False), fit_sets, val_sets,
                           config.seed)
         search[str(t)] = {"check_ndcg10": check(identity), "dcr_share": share}
+    return search
+
+
+def pick_temperature(search: dict[str, dict[str, float]], max_dcr_share: float,
+                     tolerance: float) -> float:
+    """The softest temperature whose check is within `tolerance` (relative) of the best,
+    among those whose DCR share stays ≤ max_dcr_share.
+
+    Sharper decoding scores better and sits closer to the fitting users; the guard keeps
+    the search from buying utility with privacy, and the tolerance spends a difference the
+    check cannot resolve on privacy instead. With no candidate inside the guard, the least
+    leaky temperature is taken.
+    """
     safe = {float(t): v["check_ndcg10"] for t, v in search.items()
-            if v["dcr_share"] <= config.max_dcr_share}
-    if safe:
-        return max(safe, key=safe.get)
-    return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])
+            if v["dcr_share"] <= max_dcr_share}
+    if not safe:
+        return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])
+    floor = max(safe.values()) * (1.0 - tolerance)
+    return max(t for t, ndcg in safe.items() if ndcg >= floor)
 
 
 def parse_duration(text: str) -> float:

@@ -21,7 +21,7 @@ import torch
 from recsynth.conditions import Conditions, width
 from recsynth.condsampler import Conditioning, ConditionSampler
 from recsynth.config import ModelConfig
-from recsynth.decode import CALIBRATION_USERS, decode_chunked
+from recsynth.decode import decode_chunked
 from recsynth.distributed import SINGLE, World
 from recsynth.errors import UsageError
 from recsynth.latent import CODE_CHUNK, ClosedForm
@@ -33,6 +33,7 @@ from recsynth.recommenders.ease import EASE
 
 CHECK_LAMBDA = 500.0
 SCORE_CHUNK = 2048  # held-out users scored at once by the check
+CHECK_MAX_GENERATED = 16_384  # generated users the check trains EASE on (decoded in chunks)
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -114,7 +115,7 @@ class UtilityCheck:
         keep = np.flatnonzero(test.getnnz(axis=1) > 0)
         if len(keep) == 0:
             return None
-        return cls(form, temperature, n_items, min(n_generated, CALIBRATION_USERS), foldin[keep],
+        return cls(form, temperature, n_items, min(n_generated, CHECK_MAX_GENERATED), foldin[keep],
                    test[keep], seed)
 
     def generated(self, generator: ResidualGenerator, first_channel: bool) -> sp.csr_matrix:

@@ -1,0 +1,57 @@
+"""The held-out check scores EASE trained on as many generated users as README says to sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsynth import fitting, train
+from recsynth.config import ModelConfig
+from recsynth.train import UtilityCheck
+
+
+@pytest.mark.parametrize("ratio, cap", [(2.5, None), (2.5, 50)])
+def test_check_generates_ratio_times_the_fitting_users_up_to_a_cap(
+        tmp_path: Path, sample_path: Path, monkeypatch: pytest.MonkeyPatch, ratio: float,
+        cap: int | None) -> None:
+    seen: list[tuple[int, int, int]] = []
+    real_build = UtilityCheck.build
+
+    def spy(form, temperature, n_items, n_generated, validation, seed):
+        check = real_build(form, temperature, n_items, n_generated, validation, seed)
+        seen.append((n_generated, validation.shape[0], check.n_generated))
+        return check
+
+    monkeypatch.setattr(fitting.UtilityCheck, "build", staticmethod(spy))
+    if cap is not None:
+        monkeypatch.setattr(train, "CHECK_MAX_GENERATED", cap)
+    fitting.fit_model(str(sample_path), str(tmp_path / "model"),
+                      ModelConfig(epochs=0, seed=0, check_ratio=ratio))
+    n_users = pl.read_parquet(sample_path)["user_id"].n_unique()
+    assert seen, "the temperature search builds a check per temperature"
+    for asked, n_val, built in seen:
+        assert asked == round(ratio * (n_users - n_val))
+        assert built == (asked if cap is None else min(asked, cap))
+
+
+SEARCH = {  # an online-retail search: check NDCG@10 falls and DCR share falls as T grows
+    "0.003": {"check_ndcg10": 0.249, "dcr_share": 0.565},
+    "0.005": {"check_ndcg10": 0.251, "dcr_share": 0.560},
+    "0.01": {"check_ndcg10": 0.245, "dcr_share": 0.552},
+    "0.015": {"check_ndcg10": 0.230, "dcr_share": 0.536},
+    "0.02": {"check_ndcg10": 0.220, "dcr_share": 0.529},
+}
+
+
+@pytest.mark.parametrize("max_dcr, tolerance, expected", [
+    (0.6, 0.0, 0.005),    # the best check
+    (0.6, 0.03, 0.01),    # the softest within 3 % of it
+    (0.6, 0.15, 0.02),
+    (0.55, 0.0, 0.015),   # the guard rules out the sharper ones
+    (0.55, 0.05, 0.02),
+    (0.5, 0.0, 0.02),     # nothing inside the guard: the least leaky
+])
+def test_pick_temperature(max_dcr: float, tolerance: float, expected: float) -> None:
+    assert fitting.pick_temperature(SEARCH, max_dcr, tolerance) == expected
