@@ -29,7 +29,7 @@ demo: $(STAMP)  ## sample_data/: split by user, fit, sample, evaluate (popularit
 	$(RS) split sample_data/interactions.parquet --train $(DEMO)/train.parquet \
 		--holdout $(DEMO)/holdout.parquet --holdout-frac 0.2 --seed 0 --overwrite
 	$(RS) fit $(DEMO)/train.parquet --out $(DEMO)/model --seed 0 --overwrite
-	$(RS) sample $(DEMO)/model --users 240 --out $(DEMO)/synthetic.parquet --seed 0 --overwrite
+	$(RS) sample $(DEMO)/model --users 960 --out $(DEMO)/synthetic.parquet --seed 0 --overwrite
 	$(PY) benchmarks/baselines.py $(DEMO)/train.parquet --out $(DEMO)/popularity.parquet --overwrite
 	$(RS) evaluate --train $(DEMO)/train.parquet --holdout $(DEMO)/holdout.parquet \
 		--synthetic $(DEMO)/popularity.parquet --users sample_data/users.parquet \
