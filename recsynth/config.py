@@ -44,8 +44,8 @@ class ModelConfig:
     holdout_frac: float = 0.1  # users kept out of fitting, for the held-out check
     check_ratio: float = 4.0  # generated users per fitting user in the held-out check: the
     # size README recommends sampling (a recommender learns more from more synthetic users)
-    check_tolerance: float = 0.0  # the softest temperature whose check is within this share
-    # of the best is taken: a difference the held-out check cannot resolve goes to privacy
+    check_slack_se: float = 1.0  # the temperature search takes the softest temperature whose
+    # check trails the best by at most this many standard errors (0: the best check)
     calibration_steps: int = 10  # item-frequency calibration steps after training
     precision: str = "fp32"  # fp32, or bf16 autocast for the networks while training
     max_items: int = 20_000  # modelled item columns; rarer items share ordinal tail slots

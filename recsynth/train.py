@@ -131,6 +131,10 @@ class UtilityCheck:
                              shape=(d.n_users, self.n_items))
 
     def __call__(self, generator: ResidualGenerator) -> float:
+        return float(self.per_user(generator).mean())
+
+    def per_user(self, generator: ResidualGenerator) -> np.ndarray:
+        """NDCG@10 of every held-out user (for paired comparisons between settings)."""
         syn = self.generated(generator, first_channel=True)
         model = EASE(lambdas=CHECK_LAMBDA).fit(syn, np.random.default_rng(0))
         scores = []
@@ -139,7 +143,7 @@ class UtilityCheck:
             top = top_k(model.score(foldin), foldin, 10)
             scores.append(accuracy_per_user(top, self.test[lo:lo + SCORE_CHUNK], [10])
                           ["ndcg@10"])
-        return float(np.concatenate(scores).mean())
+        return np.concatenate(scores)
 
 
 @dataclass

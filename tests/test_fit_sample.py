@@ -54,7 +54,7 @@ def test_model_directory_contents(model_dir: Path) -> None:
 
     model = config["model"]  # the search's own rule (tested alone in test_check_size.py)
     assert model["temperature"] == pick_temperature(search, model["max_dcr_share"],
-                                                    model["check_tolerance"])
+                                                    model["check_slack_se"])
 
 
 def test_sample_has_the_real_schema_and_new_users(model_dir: Path, sample_frame: pl.DataFrame,
