@@ -270,8 +270,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                 "best_epoch": result.best_epoch,
                 "stopped": result.stopped,
                 "resumed_after_epoch": None if state is None else state["epoch"],
-                "temperature_search": {t: {k: v for k, v in r.items() if k != "per_user"}
-                                       for t, r in search.items()},
+                "temperature_search": _search_summary(search, config.max_dcr_share),
                 "config": asdict(config)}
     on_stage("writing the model directory")
     with io.atomic_path(out, overwrite) as tmp:
@@ -390,6 +389,17 @@ def _search_temperatures(form: ClosedForm, fit_users: EncodedUsers, val_users: E
     return search
 
 
+def _search_summary(search: dict[str, dict], max_dcr_share: float) -> dict[str, dict]:
+    """The search for manifest.json: per temperature the check, its DCR share and its gap
+    (with standard error) to the best temperature inside the guard."""
+    safe = [t for t, v in search.items() if v["dcr_share"] <= max_dcr_share]
+    if not safe:
+        return {t: {k: v for k, v in r.items() if k != "per_user"} for t, r in search.items()}
+    gaps = check_gaps(search, max(safe, key=lambda t: search[t]["check_ndcg10"]))
+    return {t: {"check_ndcg10": r["check_ndcg10"], "dcr_share": r["dcr_share"], **gaps[t]}
+            for t, r in search.items()}
+
+
 def pick_temperature(search: dict[str, dict], max_dcr_share: float, slack_se: float
                      ) -> float:
     """The softest temperature whose check trails the best by at most `slack_se` standard
@@ -398,24 +408,28 @@ def pick_temperature(search: dict[str, dict], max_dcr_share: float, slack_se: fl
 
     Sharper decoding scores better and sits closer to the fitting users: the guard keeps
     the search from buying utility with privacy, and the slack spends a difference the
-    held-out users cannot resolve on privacy (75 of them on MovieLens-100K could not tell
-    0.005 from 0.02; 350 on online-retail could). With no candidate inside the guard, the
-    least leaky temperature is taken. Entries without "per_user" are compared by mean.
+    held-out users cannot resolve on privacy. With no candidate inside the guard, the
+    least leaky temperature is taken.
     """
     safe = [t for t, v in search.items() if v["dcr_share"] <= max_dcr_share]
     if not safe:
         return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])
-    best = max(safe, key=lambda t: search[t]["check_ndcg10"])
+    gaps = check_gaps(search, max(safe, key=lambda t: search[t]["check_ndcg10"]))
+    return max(float(t) for t in safe
+               if gaps[t]["gap"] <= slack_se * gaps[t]["gap_se"] or gaps[t]["gap"] <= 0)
 
-    def close_enough(t: str) -> bool:
-        gap = search[best]["check_ndcg10"] - search[t]["check_ndcg10"]
-        if "per_user" not in search[t]:
-            return gap <= 0
-        diff = np.asarray(search[best]["per_user"]) - np.asarray(search[t]["per_user"])
-        return gap <= slack_se * float(diff.std(ddof=1)) / np.sqrt(len(diff)) \
-            if len(diff) > 1 else gap <= 0
 
-    return max(float(t) for t in safe if close_enough(t))
+def check_gaps(search: dict[str, dict], best: str) -> dict[str, dict[str, float]]:
+    """Each temperature's check gap to `best` and the standard error of that gap, from the
+    paired per-user scores (0 without them, as in a manifest)."""
+    out = {}
+    for t, v in search.items():
+        se = 0.0
+        if "per_user" in v and "per_user" in search[best] and len(v["per_user"]) > 1:
+            diff = np.asarray(search[best]["per_user"]) - np.asarray(v["per_user"])
+            se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+        out[t] = {"gap": search[best]["check_ndcg10"] - v["check_ndcg10"], "gap_se": se}
+    return out
 
 
 def parse_duration(text: str) -> float:
