@@ -284,8 +284,8 @@ def fit(
     like_threshold: Annotated[Optional[float], typer.Option(
         help="Ratings at or above this are 'liked' (default: rounded-up mean rating).")] = None,
     components: Annotated[Optional[int], typer.Option(
-        help="Gaussian-mixture components (default: users/300, or users/100 when users "
-             "form separate communities; at most 10).")]
+        help="Gaussian-mixture components (default: 1, or users/100 when users form "
+             "separate communities; at most 10).")]
         = None,
     max_items: Annotated[int, typer.Option(
         help="Items modelled one by one (the most popular); rarer items share tail slots "
