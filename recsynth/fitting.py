@@ -216,7 +216,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         temperature = DEFAULT_TEMPERATURE
     else:
         on_stage(f"choosing the decoder temperature by the held-out check {TEMPERATURE_GRID}")
-        search.update(_search_temperatures(form, fit_users, val_users, n_items, config))
+        search.update(_search_temperatures(form, identity, fit_users, val_users, n_items,
+                                           config))
         temperature = pick_temperature(search, config.max_dcr_share, config.check_slack_se) \
             if search else DEFAULT_TEMPERATURE
     config = replace(config, rank=rank, temperature=temperature,
@@ -369,11 +370,12 @@ def _check(form: ClosedForm, temperature: float, n_items: int, fit_users: Encode
                               val_users.channels[0], config.seed)
 
 
-def _search_temperatures(form: ClosedForm, fit_users: EncodedUsers, val_users: EncodedUsers,
-                         n_items: int, config: ModelConfig) -> dict[str, dict[str, float]]:
+def _search_temperatures(form: ClosedForm, identity: ResidualGenerator,
+                         fit_users: EncodedUsers, val_users: EncodedUsers, n_items: int,
+                         config: ModelConfig) -> dict[str, dict[str, float]]:
     """Check NDCG@10 (mean, and per held-out user under "per_user") and DCR share of the
-    closed form at every grid temperature ({} when no held-out user can be scored)."""
-    identity = ResidualGenerator(form.dim, config.hidden, form.n_components)
+    closed form (`identity`: the generator at step 0) at every grid temperature ({} when no
+    held-out user can be scored)."""
     fit_sets, val_sets = fit_users.item_sets(), val_users.item_sets()
     search = {}
     for t in TEMPERATURE_GRID:
@@ -392,12 +394,9 @@ def _search_temperatures(form: ClosedForm, fit_users: EncodedUsers, val_users: E
 def _search_summary(search: dict[str, dict], max_dcr_share: float) -> dict[str, dict]:
     """The search for manifest.json: per temperature the check, its DCR share and its gap
     (with standard error) to the best temperature inside the guard."""
-    safe = [t for t, v in search.items() if v["dcr_share"] <= max_dcr_share]
-    if not safe:
-        return {t: {k: v for k, v in r.items() if k != "per_user"} for t, r in search.items()}
-    gaps = check_gaps(search, max(safe, key=lambda t: search[t]["check_ndcg10"]))
-    return {t: {"check_ndcg10": r["check_ndcg10"], "dcr_share": r["dcr_share"], **gaps[t]}
-            for t, r in search.items()}
+    gaps = _guarded_gaps(search, max_dcr_share)
+    return {t: {"check_ndcg10": r["check_ndcg10"], "dcr_share": r["dcr_share"],
+                **(gaps[t] if gaps else {})} for t, r in search.items()}
 
 
 def pick_temperature(search: dict[str, dict], max_dcr_share: float, slack_se: float
@@ -411,12 +410,22 @@ def pick_temperature(search: dict[str, dict], max_dcr_share: float, slack_se: fl
     held-out users cannot resolve on privacy. With no candidate inside the guard, the
     least leaky temperature is taken.
     """
+    gaps = _guarded_gaps(search, max_dcr_share)
+    if gaps is None:
+        return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])
+    return max(float(t) for t, g in gaps.items() if g["safe"]
+               and (g["gap"] <= slack_se * g["gap_se"] or g["gap"] <= 0))
+
+
+def _guarded_gaps(search: dict[str, dict], max_dcr_share: float
+                  ) -> dict[str, dict[str, float]] | None:
+    """`check_gaps` to the best temperature inside the DCR guard, each marked `safe` (inside
+    it or not); None when no temperature is inside."""
     safe = [t for t, v in search.items() if v["dcr_share"] <= max_dcr_share]
     if not safe:
-        return min((float(t) for t in search), key=lambda t: search[str(t)]["dcr_share"])
+        return None
     gaps = check_gaps(search, max(safe, key=lambda t: search[t]["check_ndcg10"]))
-    return max(float(t) for t in safe
-               if gaps[t]["gap"] <= slack_se * gaps[t]["gap_se"] or gaps[t]["gap"] <= 0)
+    return {t: {**g, "safe": t in safe} for t, g in gaps.items()}
 
 
 def check_gaps(search: dict[str, dict], best: str) -> dict[str, dict[str, float]]:
