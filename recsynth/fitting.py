@@ -14,7 +14,13 @@ import polars as pl
 from recsynth import io
 from recsynth.checkpoint import Model, fingerprint, save_model, versions
 from recsynth.conditions import Conditions, conditionable_columns, fit_conditions, width
-from recsynth.config import DEFAULT_TEMPERATURE, TEMPERATURE_GRID, ModelConfig, auto_rank
+from recsynth.config import (
+    DEFAULT_TEMPERATURE,
+    TEMPERATURE_GRID,
+    ModelConfig,
+    auto_holdout,
+    auto_rank,
+)
 from recsynth.decode import calibrate_item_bias, calibrate_scores
 from recsynth.distributed import SINGLE, World
 from recsynth.encode import EncodedUsers
@@ -65,7 +71,7 @@ def validate_config(config: ModelConfig) -> None:
         raise UsageError(f"temperature must be positive (got {config.temperature})")
     if not 0.5 <= config.max_dcr_share <= 1.0:
         raise UsageError(f"--max-dcr-share must be in [0.5, 1] (got {config.max_dcr_share})")
-    if not 0.0 <= config.holdout_frac < 1.0:
+    if config.holdout_frac is not None and not 0.0 <= config.holdout_frac < 1.0:
         raise UsageError(f"--holdout-frac must be in [0, 1) (got {config.holdout_frac})")
     if config.epsilon is not None:
         from recsynth.dp.budget import validate_epsilon
@@ -190,20 +196,22 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     if space.capped:
         on_stage(f"modelling the {len(space.head)} most popular of {len(catalog)} items; "
                  f"the other {len(space.tail)} share {space.n_slots} tail slots")
+    if config.holdout_frac is None:
+        config = replace(config, holdout_frac=auto_holdout(enc.n_users, config.refit))
     fit_rows, check_rows = _split_users(enc, config)
     fit_users = enc if check_rows is None else enc.subset(fit_rows)
     val_users = None if check_rows is None else enc.subset(check_rows)
     fit_rows_per_user = log.rows_per_user[fit_rows]
-    del log, enc  # the subsets are copies: keep one pair matrix, not three
-    rank = config.rank if config.rank is not None else auto_rank(fit_users.n_users)
+    refit = config.refit and val_users is not None
+    everyone = (enc, log.rows_per_user) if refit else None
+    del log, enc  # the subsets are copies: without a refit keep one pair matrix, not three
+    final_users = fit_users.n_users if everyone is None else everyone[0].n_users
+    rank = config.rank if config.rank is not None else auto_rank(final_users)  # of the model kept
     rank = max(1, min(rank, fit_users.n_users - 1,
                       space.n_model_items * len(fit_users.channels) - 1))
     n_items = space.n_model_items
 
-    rng = np.random.default_rng([config.seed, 3])
-    form, codes = fit_closed_form(fit_users, rank, rng, config.n_components)
-    if space.capped:
-        form = replace(form, n_head=len(space.head))
+    form, codes = _closed_form(fit_users, rank, space, config)
     identity = ResidualGenerator(form.dim, config.hidden, form.n_components)  # the mixture
 
     def codes_from(generator: ResidualGenerator):
@@ -237,10 +245,37 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
              f"checkpoint: {ckpt}")
     tick = time.monotonic()
     conditions, labels = _conditions(lf, schema, codes, form, fit_users, str(data))
-    result = train_gan(codes, form, config, check_for(form, temperature), on_epoch, time_budget,
+    result = train_gan(codes, form, config, check_for(form, temperature), on_epoch,
+                       None if time_budget is None else time_budget * (0.5 if refit else 1.0),
                        resume=state, world=world, device=device,
                        on_checkpoint=(lambda st: save_checkpoint(ckpt, key, st))
                        if world.is_main else None, conditions=conditions, labels=labels)
+    refitted = None
+    if everyone is not None:
+        selection, epochs_run = result, result.history[-1]["epoch"]
+        fit_users, fit_rows_per_user = everyone
+        del everyone
+        on_stage(f"refitting on all {fit_users.n_users} users with the chosen temperature "
+                 f"{temperature:g}, training {epochs_run} epochs and keeping epoch "
+                 f"{selection.best_epoch}'s generator")
+        form, codes = _closed_form(fit_users, rank, space, config)
+        form = _calibrated(form, identity, fit_users, n_items, temperature, config)
+        conditions, labels = _conditions(lf, schema, codes, form, fit_users, str(data))
+        left = None if time_budget is None else \
+            max(0.0, time_budget - (time.monotonic() - tick))
+
+        def on_refit_epoch(record: dict[str, Any]) -> None:
+            on_epoch({**record, "pass": "refit", "of": epochs_run})
+
+        result = train_gan(codes, form, replace(config, epochs=epochs_run), None,
+                           on_refit_epoch, left, world=world, device=device,
+                           conditions=conditions, labels=labels,
+                           keep_epoch=selection.best_epoch)
+        refitted = {"users": fit_users.n_users, "epochs": epochs_run,
+                    "kept_epoch": result.best_epoch}
+        result = replace(result, best_epoch=selection.best_epoch, stopped=selection.stopped,
+                         history=selection.history
+                         + [{**r, "pass": "refit"} for r in result.history])
     world.barrier()  # every rank has finished training before rank 0 writes
     if not world.is_main:
         return Path(out)
@@ -265,8 +300,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                 "device": device, "precision": config.precision, "processes": world.size,
                 "started_unix": round(started, 3),
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
-                "users": {"fit": fit_users.n_users,
-                          "check": 0 if val_users is None else val_users.n_users},
+                "users": {"fit": fit_users.n_users, "check": len(check_rows)
+                          if check_rows is not None else 0},
+                "refit": refitted,
                 "items": len(catalog), "modelled_items": n_items, "rows": n_rows,
                 "best_epoch": result.best_epoch,
                 "stopped": result.stopped,
@@ -278,6 +314,15 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         save_model(model, tmp, result.history, manifest)
     remove_checkpoint(ckpt)
     return Path(out)
+
+
+def _closed_form(users: EncodedUsers, rank: int, space: ItemSpace, config: ModelConfig
+                 ) -> tuple[ClosedForm, np.ndarray]:
+    """The closed-form sampler and the users' codes; seeded the same for the selection fit
+    and the refit on every user."""
+    rng = np.random.default_rng([config.seed, 3])
+    form, codes = fit_closed_form(users, rank, rng, config.n_components)
+    return (replace(form, n_head=len(space.head)) if space.capped else form), codes
 
 
 def _encoded_log(lf: pl.LazyFrame, files: list[Path], schema: Schema, config: ModelConfig,

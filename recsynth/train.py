@@ -163,7 +163,8 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
               on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
               world: World = SINGLE, device: str = "cpu",
               conditions: Conditions | None = None,
-              labels: np.ndarray | None = None) -> TrainResult:
+              labels: np.ndarray | None = None,
+              keep_epoch: int | None = None) -> TrainResult:
     """Train the residual generator against the critic; return the best checked state.
 
     `on_checkpoint` receives the whole loop state after every epoch; passing it back as
@@ -172,6 +173,8 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
     and DistributedDataParallel averages the gradients (the global batch stays the same).
     With `conditions` (and each fitting user's value `labels`, see fit_conditions) the
     generator and critic take condition vectors, trained by sampling (condsampler.py).
+    Without a check, `keep_epoch` keeps the generator of that epoch (the one a check chose
+    on a held-out split) while the critic trains on to the last.
     """
     gen = torch.Generator().manual_seed(world.seed(config.seed))
     dim = form.dim
@@ -248,7 +251,7 @@ def train_gan(codes: np.ndarray, form: ClosedForm, config: ModelConfig,
                 result.generator_state = copy.deepcopy(generator.state_dict())
             else:
                 stale += 1
-        elif check is None:
+        elif check is None and (keep_epoch is None or epoch <= keep_epoch):
             result.generator_state = copy.deepcopy(generator.state_dict())
             result.best_epoch = epoch
         result.history.append(record)

@@ -147,7 +147,7 @@ def test_many_users_fit_on_a_basis_and_a_capped_check(
 
     monkeypatch.setattr(latent, "BASIS_USERS", 60)
     monkeypatch.setattr(fitting, "MAX_CHECK_USERS", 25)
-    fit = ["fit", str(small_log), "--epochs", "1", "--holdout-frac", "0.3", "-q"]
+    fit = ["fit", str(small_log), "--epochs", "1", "--holdout-frac", "0.3", "--no-refit", "-q"]
     assert main([*fit, "--out", str(tmp_path / "a")]) == 0
     assert main([*fit, "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a" / "weights.pt").read_bytes() == \

@@ -27,7 +27,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 def _series(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     pts = [(int(r["epoch"]), float(r[key])) for r in history
-           if isinstance(r.get(key), (int, float)) and "epoch" in r]
+           if isinstance(r.get(key), (int, float)) and "epoch" in r
+           and r.get("pass") != "refit"]  # the chart is the run the check chose from
     return [e for e, _ in pts], [v for _, v in pts]
 
 
