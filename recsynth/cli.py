@@ -282,7 +282,8 @@ def fit(
     refit: Annotated[bool, typer.Option(
         help="After the held-out check chose the temperature and the epoch, fit again on "
              "every user with those choices (--no-refit: keep the model fitted without the "
-             "check's users).")] = ModelConfig.refit,
+             "check's users; logs whose check is capped at 10,000 users skip it).")] =
+        ModelConfig.refit,
     rank: Annotated[Optional[int], typer.Option(
         help="SVD factors per user code (default: users/15, at most 200).")] = None,
     temperature: Annotated[Optional[float], typer.Option(

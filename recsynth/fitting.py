@@ -202,7 +202,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     fit_users = enc if check_rows is None else enc.subset(fit_rows)
     val_users = None if check_rows is None else enc.subset(check_rows)
     fit_rows_per_user = log.rows_per_user[fit_rows]
-    refit = config.refit and val_users is not None
+    # a check capped at MAX_CHECK_USERS is under 10 % of the users: refitting would double
+    # the GAN's time and hold the pair matrix twice (the 50 M-row memory bound) for little
+    refit = config.refit and check_rows is not None and len(check_rows) < MAX_CHECK_USERS
     everyone = (enc, log.rows_per_user) if refit else None
     del log, enc  # the subsets are copies: without a refit keep one pair matrix, not three
     final_users = fit_users.n_users if everyone is None else everyone[0].n_users

@@ -147,13 +147,14 @@ def test_many_users_fit_on_a_basis_and_a_capped_check(
 
     monkeypatch.setattr(latent, "BASIS_USERS", 60)
     monkeypatch.setattr(fitting, "MAX_CHECK_USERS", 25)
-    fit = ["fit", str(small_log), "--epochs", "1", "--holdout-frac", "0.3", "--no-refit", "-q"]
+    fit = ["fit", str(small_log), "--epochs", "1", "--holdout-frac", "0.3", "-q"]
     assert main([*fit, "--out", str(tmp_path / "a")]) == 0
     assert main([*fit, "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a" / "weights.pt").read_bytes() == \
         (tmp_path / "b" / "weights.pt").read_bytes()
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["users"] == {"fit": 125, "check": 25}  # unscored held-out users fit
+    assert manifest["refit"] is None  # a capped check: no refit, one user matrix held
     assert manifest["rows"] == pl.read_parquet(small_log).height
     model = load_model(tmp_path / "a")
     assert model.form.n_components >= 1 and np.isfinite(model.form.chol).all()
