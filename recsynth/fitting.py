@@ -246,7 +246,8 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     on_stage(f"training the GAN on {fit_users.n_users} users ({held}{resumed}); "
              f"checkpoint: {ckpt}")
     tick = time.monotonic()
-    conditions, labels = _conditions(lf, schema, codes, form, fit_users, str(data))
+    attributes = _user_attributes(lf, schema, str(data))
+    conditions, labels = _conditions(attributes, schema, codes, form, fit_users)
     result = train_gan(codes, form, config, check_for(form, temperature), on_epoch,
                        None if time_budget is None else time_budget * (0.5 if refit else 1.0),
                        resume=state, world=world, device=device,
@@ -262,7 +263,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                  f"{selection.best_epoch}'s generator")
         form, codes = _closed_form(fit_users, rank, space, config)
         form = _calibrated(form, identity, fit_users, n_items, temperature, config)
-        conditions, labels = _conditions(lf, schema, codes, form, fit_users, str(data))
+        conditions, labels = _conditions(attributes, schema, codes, form, fit_users)
         left = None if time_budget is None else \
             max(0.0, time_budget - (time.monotonic() - tick))
 
@@ -361,16 +362,21 @@ def _fit_rows(lf: pl.LazyFrame, schema: Schema, catalog: pl.Series,
     return RowModel.fit(rows, schema, catalog, like_threshold, item_values=items)
 
 
-def _conditions(lf: pl.LazyFrame, schema: Schema, codes: np.ndarray, form: ClosedForm,
-                fit_users: EncodedUsers, source: str
-                ) -> tuple[Conditions | None, np.ndarray | None]:
-    """Per-value group statistics and each fitting user's values (a streaming pass for the
-    per-user attributes); the GAN trains its condition input on them."""
+def _user_attributes(lf: pl.LazyFrame, schema: Schema, source: str) -> pl.DataFrame | None:
+    """Every user's conditionable attribute values (one streaming pass over the log, shared
+    by the checked run and the refit); None when the log has no such column."""
     cols = conditionable_columns(schema)
-    if not cols:
+    return first_per_key(lf, schema.user_col, cols, source) if cols else None
+
+
+def _conditions(attributes: pl.DataFrame | None, schema: Schema, codes: np.ndarray,
+                form: ClosedForm, fit_users: EncodedUsers
+                ) -> tuple[Conditions | None, np.ndarray | None]:
+    """Per-value group statistics and each fitting user's values; the GAN trains its
+    condition input on them."""
+    if attributes is None:
         return None, None
-    per_user = first_per_key(lf, schema.user_col, cols, source)
-    return fit_conditions(codes, form, per_user, schema, fit_users.users)
+    return fit_conditions(codes, form, attributes, schema, fit_users.users)
 
 
 def _save_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series,
