@@ -85,14 +85,15 @@ def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
     bias = torch.from_numpy(form.item_bias).float()
     total, liked_n = counts_from_codes(x, form, n_items)
     scale = torch.from_numpy(form.logit_scale(total.numpy()) / temperature).float()[:, None]
+    z = z * scale  # per-user scale on the rank-r code, not on the users x items logits
     if liked_n is None:
-        logits = (z @ factors.T).mul_(scale).add_(bias)
+        logits = torch.addmm(bias, z, factors.T)  # one pass over users x items
         rows, items = _gumbel_top(logits, total, gen)
         order = torch.from_numpy(_pair_order(rows, items, n_items))
         return DecodedUsers(rows[order].numpy(), items[order].numpy(), None, len(x))
-    liked_logits = (z @ factors[:n_items].T).mul_(scale).add_(bias[:n_items])
+    liked_logits = torch.addmm(bias[:n_items], z, factors[:n_items].T)
     lrows, litems = _gumbel_top(liked_logits, liked_n, gen)
-    other_logits = (z @ factors[n_items:].T).mul_(scale).add_(bias[n_items:])
+    other_logits = torch.addmm(bias[n_items:], z, factors[n_items:].T)
     # a liked item is not drawn again as 'other'; tail slots are ordinal per channel, so
     # liked slot j (one tail item) leaves other slot j (another) free
     head = litems < (n_items if form.n_head is None else form.n_head)

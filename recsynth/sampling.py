@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from recsynth import io
 from recsynth.checkpoint import Model
 from recsynth.conditions import Plan, Request, draw_codes, draw_tuples, resolve
 from recsynth.condsampler import Conditioning
-from recsynth.decode import decode, subset_users, tail_share
+from recsynth.decode import DecodedUsers, decode, subset_users, tail_share
 from recsynth.distributed import SINGLE, World
 from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates, check_quantile, critic_scores, keep_best
@@ -96,8 +97,13 @@ def _conditioning(model: Model, plan: Plan | None) -> Conditioning | None:
     return Conditioning(torch.from_numpy(plan.vector))
 
 
-def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
-                   shaping: Shaping = PLAIN) -> pl.DataFrame:
+def draw_users(model: Model, seed: int, batch: int, n: int,
+               shaping: Shaping = PLAIN) -> DecodedUsers:
+    """Batch `batch`'s users as item sets: codes, critic filter, decode, tail preference.
+
+    The torch half of a batch (noise from its own generator): it runs in a thread beside
+    the numpy half of the batch before it (see `write_batches`).
+    """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + batch)
     m = n if shaping.tail is None else n * shaping.tail_oversample
     cond = _conditioning(model, shaping.plan)
@@ -108,6 +114,12 @@ def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
     d = decode(x, model.form, model.config.temperature, model.space.n_model_items, gen)
     if shaping.tail is not None:
         d = subset_users(d, keep_best(tail_share(d, shaping.tail), n))
+    return d
+
+
+def users_to_rows(model: Model, seed: int, batch: int, start: int, n: int,
+                  shaping: Shaping, d: DecodedUsers) -> pl.DataFrame:
+    """The numpy half of a batch: catalog items, user attributes and per-row values."""
     rng = np.random.default_rng([seed, batch, 11])
     attrs = None
     if shaping.plan is not None:
@@ -117,6 +129,12 @@ def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
                                    np.random.default_rng([seed, batch, 17]))
     return model.rowmodel.sample(d.user_index, items, d.liked,
                                  user_keys(model, start, n), rng, user_attributes=attrs)
+
+
+def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
+                   shaping: Shaping = PLAIN) -> pl.DataFrame:
+    return users_to_rows(model, seed, batch, start, n, shaping,
+                         draw_users(model, seed, batch, n, shaping))
 
 
 def _whole_users_up_to(frame: pl.DataFrame, user_col: str, wanted: int) -> pl.DataFrame:
@@ -162,28 +180,44 @@ def write_batches(model: Model, path: Path, job: Job, batches: Iterable[int],
                   on_batch: Callable[[int, int], None] = lambda users, rows: None
                   ) -> tuple[int, int]:
     """Batches in order into one Parquet file (a row group each); with a row `budget`, whole
-    users until at least that many rows. Returns (users, rows)."""
+    users until at least that many rows. Returns (users, rows).
+
+    Batch b + 1's users are drawn (torch, which releases the GIL) in a thread while batch
+    b's rows are made (numpy) and written: on two cores the halves overlap. Each batch has
+    its own seeds, so the output is the same as drawing them one after the other.
+    """
     user_col = model.schema.user_col
     writer: pq.ParquetWriter | None = None
     users = rows = 0
-    try:
-        for b in batches:
-            if budget is not None and rows >= budget:
-                break
-            frame = generate_batch(model, job.seed, b, b * job.batch_users, job.size(b),
-                                   job.shaping)
-            if budget is not None:
-                frame = _whole_users_up_to(frame, user_col, budget - rows)
-            users += frame.get_column(user_col).n_unique()
-            table = frame.to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(str(path), table.schema)
-            writer.write_table(table)
-            rows += table.num_rows
-            on_batch(users, rows)
-    finally:
-        if writer is not None:
-            writer.close()
+    todo = iter(batches)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="draw-users") as pool:
+        def ahead() -> tuple[int, Future[DecodedUsers]] | None:
+            b = next(todo, None)
+            return None if b is None else (b, pool.submit(
+                draw_users, model, job.seed, b, job.size(b), job.shaping))
+
+        nxt = ahead()
+        try:
+            while nxt is not None and (budget is None or rows < budget):
+                b, drawn = nxt
+                d = drawn.result()
+                nxt = ahead()
+                frame = users_to_rows(model, job.seed, b, b * job.batch_users, job.size(b),
+                                      job.shaping, d)
+                if budget is not None:
+                    frame = _whole_users_up_to(frame, user_col, budget - rows)
+                users += frame.get_column(user_col).n_unique()
+                table = frame.to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(str(path), table.schema)
+                writer.write_table(table)
+                rows += table.num_rows
+                on_batch(users, rows)
+        finally:
+            if nxt is not None:
+                nxt[1].cancel()
+            if writer is not None:
+                writer.close()
     return users, rows
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -94,6 +95,20 @@ def test_same_seed_byte_identical_other_seed_differs(model_dir: Path, tmp_path: 
     assert a != c
 
 
+
+def test_drawing_ahead_in_a_thread_writes_the_batches_made_one_by_one(
+        model_dir: Path, tmp_path: Path) -> None:
+    from recsynth import sampling
+
+    model = load_model(model_dir)
+    out = tmp_path / "syn.parquet"
+    sampling.sample_to_parquet(model, str(out), seed=4, batch_users=7, n_users=30)
+    sizes = (7, 7, 7, 7, 2)
+    one_by_one = pl.concat([sampling.generate_batch(model, 4, b, 7 * b, n)
+                            for b, n in enumerate(sizes)])
+    assert pl.read_parquet(out).equals(one_by_one)
+    assert pq.ParquetFile(out).metadata.num_row_groups == len(sizes)  # one per batch, in order
+
 def test_fit_is_deterministic(model_dir: Path, sample_path: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert main(["fit", str(sample_path), "--out", str(again), "--epochs", "3", "-q"]) == 0
@@ -148,14 +163,14 @@ def test_interrupted_sample_leaves_no_output(model_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from recsynth import sampling
 
-    real = sampling.generate_batch
+    real = sampling.users_to_rows
 
-    def flaky(model, seed, batch, start, n, *rest):
+    def flaky(model, seed, batch, *rest):
         if batch == 2:
             raise KeyboardInterrupt
-        return real(model, seed, batch, start, n, *rest)
+        return real(model, seed, batch, *rest)
 
-    monkeypatch.setattr(sampling, "generate_batch", flaky)
+    monkeypatch.setattr(sampling, "users_to_rows", flaky)
     out = tmp_path / "syn.parquet"
     code, _, _ = run(["sample", str(model_dir), "--users", "50", "--batch-users", "10",
                       "--out", str(out)], capsys)

@@ -86,14 +86,14 @@ def test_interrupted_parts_leave_nothing(model: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from recsynth import sampling
 
-    real = sampling.generate_batch
+    real = sampling.users_to_rows
 
     def flaky(model, seed, batch, *rest):
         if batch == 5:
             raise KeyboardInterrupt
         return real(model, seed, batch, *rest)
 
-    monkeypatch.setattr(sampling, "generate_batch", flaky)
+    monkeypatch.setattr(sampling, "users_to_rows", flaky)
     assert sample(model, tmp_path / "parts", "--users", "200", "--rows-per-file", "500") == 130
     assert list(tmp_path.iterdir()) == []
 
