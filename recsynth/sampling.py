@@ -133,6 +133,7 @@ def users_to_rows(model: Model, seed: int, batch: int, start: int, n: int,
 
 def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
                    shaping: Shaping = PLAIN) -> pl.DataFrame:
+    """Batch `batch` whole, in this thread (augment; the reference `write_batches` keeps)."""
     return users_to_rows(model, seed, batch, start, n, shaping,
                          draw_users(model, seed, batch, n, shaping))
 

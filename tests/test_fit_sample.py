@@ -95,7 +95,6 @@ def test_same_seed_byte_identical_other_seed_differs(model_dir: Path, tmp_path: 
     assert a != c
 
 
-
 def test_drawing_ahead_in_a_thread_writes_the_batches_made_one_by_one(
         model_dir: Path, tmp_path: Path) -> None:
     from recsynth import sampling
@@ -108,6 +107,7 @@ def test_drawing_ahead_in_a_thread_writes_the_batches_made_one_by_one(
                             for b, n in enumerate(sizes)])
     assert pl.read_parquet(out).equals(one_by_one)
     assert pq.ParquetFile(out).metadata.num_row_groups == len(sizes)  # one per batch, in order
+
 
 def test_fit_is_deterministic(model_dir: Path, sample_path: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
