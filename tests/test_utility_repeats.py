@@ -19,13 +19,22 @@ def split(sample_matrices) -> tuple[sp.csr_matrix, ...]:
     return train, train[::2], fold, test  # a different "synthetic" side: every other user
 
 
+@pytest.fixture
+def short_bpr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BPR's extra epochs for small logs stop at 50 K sampled triples instead of 500 K:
+    what these tests check (means over trainings, seeds by name) does not need more."""
+    from recsynth.recommenders import bpr
+
+    monkeypatch.setattr(bpr, "_MIN_SAMPLES", 50_000)
+
+
 def run(split, recommenders, repeats):
     train, syn, fold, test = split
     return utility_metrics(train, syn, fold, test, ks=[10], recommenders=recommenders,
                            seed=3, repeats=repeats)
 
 
-def test_bpr_is_the_mean_of_its_trainings_and_deterministic_models_fit_once(split):
+def test_bpr_is_the_mean_of_its_trainings_and_deterministic_models_fit_once(split, short_bpr):
     single = [run(split, ["bpr"], 1)]
     result, per_user = run(split, ["itemknn", "bpr"], 3)
     # the figures of one training do not depend on where bpr stands in the list
@@ -39,7 +48,7 @@ def test_bpr_is_the_mean_of_its_trainings_and_deterministic_models_fit_once(spli
     assert 0.0 < ndcg < 1.0
 
 
-def test_identical_data_gives_ratio_one_with_repeats(split):
+def test_identical_data_gives_ratio_one_with_repeats(split, short_bpr):
     train, _, fold, test = split
     result, _ = utility_metrics(train, train, fold, test, ks=[10], recommenders=["bpr"],
                                 seed=0, repeats=2)
