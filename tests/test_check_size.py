@@ -49,10 +49,18 @@ SEARCH = {  # an online-retail search: check NDCG@10 falls and DCR share falls a
 @pytest.mark.parametrize("max_dcr, expected", [
     (0.6, 0.005),   # the best check
     (0.55, 0.015),  # the guard rules out the sharper ones
-    (0.5, 0.02),    # nothing inside the guard: the least leaky
+    (0.5, 0.02),    # nothing inside the guard: the softest
 ])
 def test_pick_temperature_by_mean(max_dcr: float, expected: float) -> None:
     assert fitting.pick_temperature(SEARCH, max_dcr, 1.0) == expected
+
+
+def test_nothing_inside_the_guard_takes_the_softest_not_the_noisiest_share() -> None:
+    # a MovieLens search: every share over 0.55, the smallest estimate (0.5808 at T 0.01)
+    # below T 0.02's by less than the guard's own noise
+    shares = {"0.003": 0.638, "0.005": 0.629, "0.01": 0.5808, "0.015": 0.589, "0.02": 0.5817}
+    search = {t: {"check_ndcg10": 0.30, "dcr_share": d} for t, d in shares.items()}
+    assert fitting.pick_temperature(search, 0.55, 1.0) == 0.02
 
 
 def _per_user(best: np.ndarray, shift: float, noise: float, seed: int) -> dict:
