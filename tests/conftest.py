@@ -10,6 +10,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "interactions.parquet"
 
 
+@pytest.fixture
+def interrupt_batch(monkeypatch: pytest.MonkeyPatch):
+    """`interrupt_batch(b)`: Ctrl-C while batch b's rows are being made, as a user's
+    interrupt meets a running sample."""
+    from recsynth import sampling
+
+    real = sampling.users_to_rows
+
+    def arm(at: int) -> None:
+        def flaky(model, seed, batch, *rest):
+            if batch == at:
+                raise KeyboardInterrupt
+            return real(model, seed, batch, *rest)
+
+        monkeypatch.setattr(sampling, "users_to_rows", flaky)
+
+    return arm
+
+
 @pytest.fixture(scope="session")
 def sample_path() -> Path:
     return SAMPLE

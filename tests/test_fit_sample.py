@@ -158,19 +158,9 @@ def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: P
     assert not out.exists()
 
 
-def test_interrupted_sample_leaves_no_output(model_dir: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch,
+def test_interrupted_sample_leaves_no_output(model_dir: Path, tmp_path: Path, interrupt_batch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from recsynth import sampling
-
-    real = sampling.users_to_rows
-
-    def flaky(model, seed, batch, *rest):
-        if batch == 2:
-            raise KeyboardInterrupt
-        return real(model, seed, batch, *rest)
-
-    monkeypatch.setattr(sampling, "users_to_rows", flaky)
+    interrupt_batch(2)
     out = tmp_path / "syn.parquet"
     code, _, _ = run(["sample", str(model_dir), "--users", "50", "--batch-users", "10",
                       "--out", str(out)], capsys)

@@ -83,17 +83,8 @@ def test_workers_usage_errors(model: Path, tmp_path: Path, args: list[str], mess
 
 
 def test_interrupted_parts_leave_nothing(model: Path, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from recsynth import sampling
-
-    real = sampling.users_to_rows
-
-    def flaky(model, seed, batch, *rest):
-        if batch == 5:
-            raise KeyboardInterrupt
-        return real(model, seed, batch, *rest)
-
-    monkeypatch.setattr(sampling, "users_to_rows", flaky)
+                                        interrupt_batch) -> None:
+    interrupt_batch(5)
     assert sample(model, tmp_path / "parts", "--users", "200", "--rows-per-file", "500") == 130
     assert list(tmp_path.iterdir()) == []
 
