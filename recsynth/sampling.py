@@ -133,7 +133,8 @@ def users_to_rows(model: Model, seed: int, batch: int, start: int, n: int,
 
 def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,
                    shaping: Shaping = PLAIN) -> pl.DataFrame:
-    """Batch `batch` whole, in this thread (augment; the reference `write_batches` keeps)."""
+    """Batch `batch` made whole in this thread: what augment calls, and what the file
+    `write_batches` writes must equal batch by batch."""
     return users_to_rows(model, seed, batch, start, n, shaping,
                          draw_users(model, seed, batch, n, shaping))
 
