@@ -289,8 +289,8 @@ class RowModel:
                    parts, None if timeline is None else Timeline.restore(timeline),
                    tables.get("users.parquet"),
                    None if repeats is None else Repeats.restore(repeats,
-                                                                 tables["repeats.parquet"],
-                                                                 n_items))
+                                                                tables["repeats.parquet"],
+                                                                n_items))
 
 
 # ------------------------------------------------------------------ fit helpers
@@ -317,7 +317,7 @@ def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.S
         return ItemValue(col.name, s.dtype, catalog)
     if col.role == "timestamp":
         return Timestamp(col.name, s.dtype) if timeline is not None else Nulls(col.name,
-                                                                                   s.dtype)
+                                                                               s.dtype)
     if col.level == "item":
         return ItemValue(col.name, s.dtype, _item_values(item_values, item, col.name, catalog))
     if col.role == "identifier":

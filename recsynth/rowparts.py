@@ -308,7 +308,7 @@ class Rating(Categorical):
 
 
 def read_counts(name: str, tables: dict[str, pl.DataFrame], dtype: pl.DataType,
-                 n_items: int) -> tuple[pl.Series, Counts]:
+                n_items: int) -> tuple[pl.Series, Counts]:
     levels, table = tables["levels"], tables["counts"]
     require_columns(levels, ("value", "global_count"), f"column {name!r} levels")
     require_columns(table, ("item", "code", "count"), f"column {name!r} counts")
@@ -363,7 +363,7 @@ class Numeric(Part):
         if pool.size < MIN_FALLBACK_VALUES:
             pool = finite
         global_knots = quantile_knots(np.sort(pool)[None, :], np.array([pool.size]), GLOBAL_GRID,
-                              atomic)[0] if pool.size else np.empty(0)
+                                      atomic)[0] if pool.size else np.empty(0)
         global_null = float(1.0 - ok.mean()) if v.size else 0.0
         return cls(s.name, s.dtype, atomic, n, n_null, knots, global_knots, global_null)
 
@@ -373,11 +373,11 @@ class Numeric(Part):
         if self.global_knots.size == 0:
             return null_series(self.name, self.dtype, batch.size)
         values = inverse_cdf(self.global_knots[None, :], np.zeros(items.size, np.int64),
-                              u[1], u[2], self.atomic)
+                             u[1], u[2], self.atomic)
         own = np.flatnonzero(self.n[items] >= MIN_ITEM_VALUES)
         if own.size:
             values[own] = inverse_cdf(self.knots, items[own], u[1, own], u[2, own],
-                                       self.atomic)
+                                      self.atomic)
         total = self.n[items] + self.n_null[items]
         null_rate = (self.n_null[items] + PRIOR * self.global_null) / (total + PRIOR)
         values[u[0] < null_rate] = np.nan

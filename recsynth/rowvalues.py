@@ -85,7 +85,7 @@ class Counts:
     def restrict(self, keep: np.ndarray) -> Counts:
         rows = keep[self.code]
         return Counts(self.item[rows], self.code[rows], self.count[rows],
-                       np.where(keep, self.global_count, 0), self.n_items)
+                      np.where(keep, self.global_count, 0), self.n_items)
 
     def table(self) -> pl.DataFrame:
         return pl.DataFrame({"item": self.item, "code": self.code, "count": self.count},
@@ -163,7 +163,7 @@ def snap_to_grid(s: pl.Series) -> pl.Series:
 
 
 def quantile_knots(ordered: np.ndarray, n: np.ndarray, grid: np.ndarray, atomic: bool,
-           offset: np.ndarray | None = None) -> np.ndarray:
+                   offset: np.ndarray | None = None) -> np.ndarray:
     """Quantiles at `grid` of runs of `ordered` (row r: n[r] sorted values from offset[r]).
 
     `ordered` is 2-D (one run per row, offset 0) or 1-D with offsets. Atomic columns take
@@ -193,7 +193,7 @@ def item_knots(values: np.ndarray, items: np.ndarray, n: np.ndarray, atomic: boo
 
 
 def inverse_cdf(knots: np.ndarray, rows: np.ndarray, u: np.ndarray, v: np.ndarray,
-                 atomic: bool) -> np.ndarray:
+                atomic: bool) -> np.ndarray:
     """Value at quantile u of each row's knots; `v` picks a side of the segment if atomic."""
     k = knots.shape[1]
     pos = u * (k - 1)

@@ -72,7 +72,7 @@ class Timeline:
         best, best_score = self, np.inf
         for mode in self.MODES:
             cand = Timeline(self.start_knots, self.gap_zero, self.gap_knots, self.tmin,
-                             self.tmax, self.step, mode, map_from, map_to)
+                            self.tmax, self.step, mode, map_from, map_to)
             times = cand._placed(check, first)
             drawn_gaps = np.diff(times)[~first[1:]]
             score = max(ks_statistic(times, real),
