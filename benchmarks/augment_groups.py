@@ -121,20 +121,27 @@ def augment_part(name, train, holdout, model, args, work) -> list[dict]:
                        "strategy": strategy, "ratio": float(ratio),
                        "filter": q, "seed": int(aseed),
                        "added_users": summary["synthetic"]["users"]}
-                for rec in args.recommenders.split(","):
-                    u = r["utility"][rec]
-                    row[f"{rec}_all"] = (u["real"]["ndcg@10"], u["augmented"]["ndcg@10"],
-                                         u["lift"]["ndcg@10"])
-                    b = r["groups"]["activity"]["groups"]["bottom20"][rec]
-                    row[f"{rec}_bottom20"] = (b["real"]["ndcg@10"], b["augmented"]["ndcg@10"],
-                                              b["lift"]["ndcg@10"])
-                    if "gender" in r["groups"]:
-                        g = r["groups"]["gender"]["gap"][rec]
-                        row[f"{rec}_gender_gap"] = (g["real"]["ndcg@10"],
-                                                    g["augmented"]["ndcg@10"])
+                row.update(lifts(r, args.recommenders))
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 rows.append(row)
     return rows
+
+
+def lifts(r: dict, recommenders: str) -> dict:
+    """NDCG@10 (real-only, augmented, lift) overall and for the bottom-20 %-activity
+    held-out users, and the gender gap where there is one, from `evaluate --augmented`."""
+    row = {}
+    for rec in recommenders.split(","):
+        u = r["utility"][rec]
+        row[f"{rec}_all"] = (u["real"]["ndcg@10"], u["augmented"]["ndcg@10"],
+                             u["lift"]["ndcg@10"])
+        b = r["groups"]["activity"]["groups"]["bottom20"][rec]
+        row[f"{rec}_bottom20"] = (b["real"]["ndcg@10"], b["augmented"]["ndcg@10"],
+                                  b["lift"]["ndcg@10"])
+        if "gender" in r["groups"]:
+            g = r["groups"]["gender"]["gap"][rec]
+            row[f"{rec}_gender_gap"] = (g["real"]["ndcg@10"], g["augmented"]["ndcg@10"])
+    return row
 
 
 def item_tvd(a: pl.DataFrame, b: pl.DataFrame) -> float:
