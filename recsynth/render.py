@@ -58,6 +58,7 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
             ("exact_copy_share_5plus", "the same among users with ≥ 5 items (must be 0)"),
             ("dcr_share", "closer to train than to holdout (0.5 ideal)"),
             ("mia_auc", "membership inference AUC (0.5 ideal, ≥ 0.6 leaks)"),
+            ("mia_auc_se", "its standard error (DeLong): gaps under 2 SE are noise"),
             ("nndr", "median nearest/second-nearest distance ratio"),
             ("dcr_median", "median distance to the closest train user")]
     for key, meaning in rows:

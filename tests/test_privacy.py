@@ -14,6 +14,7 @@ from recsynth.matrix import build_catalog, to_user_items
 from recsynth.metrics import privacy as priv
 from recsynth.metrics.privacy import (
     auc,
+    auc_se,
     closer_share,
     nearest_jaccard,
     nndr,
@@ -131,6 +132,19 @@ def test_auc_mann_whitney_with_ties() -> None:
     assert auc(np.array([2.0, 1.0]), np.array([1.0, 2.0])) == pytest.approx(0.5)
 
 
+def test_auc_se_known_answer_and_calibration() -> None:
+    # members 1, 3, 5 beat non-members 2, 4 in 0 / 1 / 2 of 2 pairs: V10 = 0, 1/2, 1;
+    # non-members are beaten by 2/3 and 1/3 of members: V01 = 2/3, 1/3
+    # SE = sqrt(var(V10) / 3 + var(V01) / 2) = sqrt(1/4 / 3 + 1/18 / 2) = 1/3
+    assert auc_se(np.array([1.0, 3.0, 5.0]), np.array([2.0, 4.0])) == pytest.approx(1 / 3)
+    assert auc_se(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 0.0  # perfectly separated
+    assert auc_se(np.array([1.0]), np.array([1.0, 2.0])) is None
+    # one side of 200 against 200 from the same law: AUC's SE is sqrt(2 / 12 / 200)
+    rng = np.random.default_rng(3)
+    se = auc_se(rng.random(200), rng.random(200))
+    assert se == pytest.approx(np.sqrt(2 / 12 / 200), rel=0.1)
+
+
 def _two_populations(rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Train users on items 0-59 and holdout users on 40-99: only 20 items shared."""
 
@@ -198,6 +212,7 @@ def test_fused_sweep_matches_separate_nearest_calls() -> None:
     assert out["exact_copy_share"] == pytest.approx(nearest_jaccard(syn, train).exact.mean())
     assert out["dcr_share"] == pytest.approx(closer_share(to_train.first, to_hold.first))
     assert out["mia_auc"] == pytest.approx(auc(-members, -nonmembers))
+    assert out["mia_auc_se"] == pytest.approx(auc_se(-members, -nonmembers))
     assert out["nndr"] == pytest.approx(float(np.median(nndr(to_train))))
     assert out["dcr_median"] == pytest.approx(float(np.median(to_train.first)))
     hold_nn = nearest_jaccard(holdout, train_ref)

@@ -298,6 +298,7 @@ def _privacy(result: dict[str, Any], details: EvalDetails) -> str:
         ("exact_copy_share_5plus", "the same, users with ≥ 5 items (must be 0)"),
         ("dcr_share", "closer to train than to held-out users (0.5 ideal)"),
         ("mia_auc", "membership inference AUC (0.5 ideal, ≥ 0.6 leaks)"),
+        ("mia_auc_se", "its standard error (DeLong): gaps under 2 SE are noise"),
         ("nndr", "median nearest / second-nearest distance ratio"),
         ("dcr_median", "median distance to the closest train user"))]
     table = _table(["metric", "synthetic", "held-out reference", "meaning"], rows, "text-last")
