@@ -126,7 +126,8 @@ def load_model(directory: str | Path) -> Model:
     if not isinstance(tensors, dict):
         raise DataError(f"{d / 'weights.pt'}: expected a dict of tensors")
     try:
-        config = ModelConfig(**meta["model"])
+        # absent other_softness: a model from before the softer other channel
+        config = ModelConfig(**{"other_softness": 1.0, **meta["model"]})
         schema = schema_from_dict(meta["schema"], str(d / "config.json"))
         share = tensors.get("form.liked_share")
         form = ClosedForm(tensors["form.item_factors"].numpy(), tensors["form.item_bias"].numpy(),
@@ -136,7 +137,8 @@ def load_model(directory: str | Path) -> Model:
                           None if share is None else Marginal(share.numpy()),
                           int(meta["n_channels"]),
                           # absent: a model from before activity-scaled decoding
-                          activity_power=float(meta.get("activity_power", 0.0)))
+                          activity_power=float(meta.get("activity_power", 0.0)),
+                          other_softness=float(config.other_softness))
         n_cond = int(meta.get("n_cond", 0))  # models from before conditional training: 0
         generator = ResidualGenerator(form.dim, config.hidden, form.n_components, n_cond)
         generator.load_state_dict(_prefixed(tensors, "generator."))

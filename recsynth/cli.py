@@ -288,6 +288,11 @@ def fit(
         help="SVD factors per user code (default: users/15, at most 200).")] = None,
     temperature: Annotated[Optional[float], typer.Option(
         help="Decoder temperature (default: chosen by the held-out check).")] = None,
+    other_softness: Annotated[float, typer.Option(
+        help="With a rating: decode the items rated under the like threshold this many "
+             "times softer than the liked ones (1: one temperature; softer costs a "
+             "recommender of liked items nothing and keeps users further from the real "
+             "ones).")] = ModelConfig.other_softness,
     like_threshold: Annotated[Optional[float], typer.Option(
         help="Ratings at or above this are 'liked' (default: rounded-up mean rating).")] = None,
     components: Annotated[Optional[int], typer.Option(
@@ -351,7 +356,8 @@ def fit(
 
     device = resolve_device(device)
     budget = parse_duration(time_budget) if time_budget is not None else None
-    config = ModelConfig(rank=rank, temperature=temperature, like_threshold=like_threshold,
+    config = ModelConfig(rank=rank, temperature=temperature, other_softness=other_softness,
+                         like_threshold=like_threshold,
                          n_components=components, epochs=epochs, holdout_frac=holdout_frac,
                          refit=refit,
                          max_dcr_share=max_dcr_share, max_items=max_items,

@@ -4,7 +4,8 @@ A code's reconstruction z·Vᵀ, scaled by 1/temperature (and by the user's acti
 `latent.ACTIVITY_POWER`), is the log-propensity of each item;
 adding Gumbel noise and keeping the top n draws n distinct items with those propensities
 (sampling without replacement). The liked channel is drawn first and its items are masked
-out of the other channel, so a user never rates one item twice.
+out of the other channel, so a user never rates one item twice. The other channel is
+decoded `form.other_softness` times softer (see `config.OTHER_SOFTNESS`).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,
         return DecodedUsers(rows[order].numpy(), items[order].numpy(), None, len(x))
     liked_logits = torch.addmm(bias[:n_items], z, factors[:n_items].T)
     lrows, litems = _gumbel_top(liked_logits, liked_n, gen)
-    other_logits = torch.addmm(bias[n_items:], z, factors[n_items:].T)
+    other_logits = torch.addmm(bias[n_items:], z / form.other_softness, factors[n_items:].T)
     # a liked item is not drawn again as 'other'; tail slots are ordinal per channel, so
     # liked slot j (one tail item) leaves other slot j (another) free
     head = litems < (n_items if form.n_head is None else form.n_head)

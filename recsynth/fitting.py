@@ -69,6 +69,8 @@ def validate_config(config: ModelConfig) -> None:
                          f"(got {config.max_items})")
     if config.temperature is not None and config.temperature <= 0:
         raise UsageError(f"temperature must be positive (got {config.temperature})")
+    if not config.other_softness > 0:
+        raise UsageError(f"--other-softness must be positive (got {config.other_softness})")
     if not 0.5 <= config.max_dcr_share <= 1.0:
         raise UsageError(f"--max-dcr-share must be in [0.5, 1] (got {config.max_dcr_share})")
     if config.holdout_frac is not None and not 0.0 <= config.holdout_frac < 1.0:
@@ -325,6 +327,7 @@ def _closed_form(users: EncodedUsers, rank: int, space: ItemSpace, config: Model
     and the refit on every user."""
     rng = np.random.default_rng([config.seed, 3])
     form, codes = fit_closed_form(users, rank, rng, config.n_components)
+    form = replace(form, other_softness=config.other_softness)
     return (replace(form, n_head=len(space.head)) if space.capped else form), codes
 
 

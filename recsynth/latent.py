@@ -72,6 +72,9 @@ class ClosedForm:
     # decoder sharpness grows with activity as (items / median items) ** activity_power;
     # 0: every user decoded at one temperature (models from before the change, DP models)
     activity_power: float = 0.0
+    # the other channel is decoded at this many times the temperature (see OTHER_SOFTNESS);
+    # 1: both channels at one temperature (models from before the change)
+    other_softness: float = 1.0
 
     def log_activity(self, scores: np.ndarray) -> np.ndarray:
         """Log distinct items of users whose activity coordinate is `scores`."""

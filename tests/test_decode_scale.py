@@ -45,3 +45,28 @@ def test_light_users_decode_softer_and_heavy_users_sharper() -> None:
     light, heavy = -2.0, 2.0  # activity scores: a few items, many items
     assert _top_share(scaled, light) < _top_share(flat, light) - 0.03
     assert _top_share(scaled, heavy) > _top_share(flat, heavy) + 0.03
+
+
+def _two_channel_form(other_softness: float) -> ClosedForm:
+    """Rank 1 in both channels: users prefer low item indices; half of each user's items
+    are liked."""
+    rng = np.random.default_rng(0)
+    real_activity = rng.integers(20, 60, size=2000).astype(np.float64)
+    ramp = np.linspace(1.0, -1.0, N_ITEMS)[:, None]
+    dim = 3  # rank-1 code, activity score, liked-share score
+    return ClosedForm(np.vstack([ramp, ramp]), np.zeros(2 * N_ITEMS), np.zeros(dim),
+                      np.eye(dim), np.ones(1), np.zeros((1, dim)), np.eye(dim)[None],
+                      Marginal.fit(np.log(real_activity)), Marginal.fit(np.full(2000, 0.5)), 2,
+                      activity_power=ACTIVITY_POWER, other_softness=other_softness)
+
+
+def test_a_softer_other_channel_leaves_the_liked_items_alone() -> None:
+    """The liked items are drawn first from the same noise; the other channel spreads out
+    over the catalog (fewer of its items among the ramp's top items)."""
+    x = torch.tensor([[0.05, 0.0, 0.0]] * 400)
+    one, soft = (decode(x, _two_channel_form(s), 0.01, N_ITEMS, torch.Generator().manual_seed(3))
+                 for s in (1.0, 8.0))
+    assert np.array_equal(one.item_index[one.liked], soft.item_index[soft.liked])
+    assert np.array_equal(np.bincount(one.user_index), np.bincount(soft.user_index))
+    top = N_ITEMS // 4
+    assert np.mean(soft.item_index[~soft.liked] < top) < np.mean(one.item_index[~one.liked] < top) - 0.1

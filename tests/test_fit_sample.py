@@ -16,6 +16,7 @@ import torch
 
 from recsynth.checkpoint import load_model
 from recsynth.cli import main
+from recsynth.config import OTHER_SOFTNESS
 from recsynth.decode import decode
 from recsynth.errors import DataError
 from recsynth.latent import ACTIVITY_POWER
@@ -298,6 +299,7 @@ def test_durations_and_time_budget(sample_path: Path, tmp_path: Path,
 @pytest.mark.parametrize("args,message", [
     (["--max-dcr-share", "0.3"], "--max-dcr-share"),
     (["--temperature", "0"], "temperature"),
+    (["--other-softness", "0"], "--other-softness"),
     (["--time-budget", "soon"], "--time-budget"),
     (["--device", "tpu"], "--device"),
     (["--precision", "fp16"], "--precision"),
@@ -478,3 +480,29 @@ def test_a_model_saved_before_activity_scaling_decodes_unscaled(model_dir: Path,
     scaled = decode(x, model.form, t, n, torch.Generator().manual_seed(2))
     assert np.array_equal(as_saved.item_index, scaled.item_index)
     assert not np.array_equal(before.item_index, scaled.item_index)
+
+
+def test_a_model_saved_before_the_softer_other_channel_decodes_both_alike(
+        sample_frame: pl.DataFrame, tmp_path: Path) -> None:
+    """config.json without other_softness: both channels at one temperature, as then."""
+    rated = sample_frame.with_columns(
+        rating=(pl.struct("user_id", "item_id").hash(seed=0) % 5 + 1).cast(pl.Float64))
+    rated.write_parquet(tmp_path / "rated.parquet")
+    model_dir = tmp_path / "model"
+    assert main(["fit", str(tmp_path / "rated.parquet"), "--out", str(model_dir),
+                 "--epochs", "0", "-q"]) == 0
+    model = load_model(model_dir)
+    assert model.form.n_channels == 2
+    assert model.form.other_softness == model.config.other_softness == OTHER_SOFTNESS
+    meta = json.loads((model_dir / "config.json").read_text())
+    del meta["model"]["other_softness"]
+    (model_dir / "config.json").write_text(json.dumps(meta))
+    old = load_model(model_dir)
+    assert old.form.other_softness == old.config.other_softness == 1.0
+    x = torch.randn(64, model.form.dim, generator=torch.Generator().manual_seed(1))
+    n, t = model.space.n_model_items, model.config.temperature
+    before = decode(x, old.form, t, n, torch.Generator().manual_seed(2))
+    now = decode(x, model.form, t, n, torch.Generator().manual_seed(2))
+    # the liked channel is drawn first, from the same noise: only the other channel moves
+    assert np.array_equal(before.item_index[before.liked], now.item_index[now.liked])
+    assert not np.array_equal(before.item_index[~before.liked], now.item_index[~now.liked])

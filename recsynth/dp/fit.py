@@ -132,7 +132,8 @@ def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config:
     row_sum = mech.noisy_sum(x, sigma["row_sum"], rng)
     max_rank = config.rank if config.rank is not None else auto_rank(int(n_hat))
     eigvals, v = mech.top_factors(gram, sigma["gram"], max(1, min(max_rank, x.shape[1] - 1)))
-    form = _code_gaussian(v, eigvals, row_sum, n_hat, activity, share_m, n_ch)
+    form = replace(_code_gaussian(v, eigvals, row_sum, n_hat, activity, share_m, n_ch),
+                   other_softness=config.other_softness)
     codes = np.column_stack([np.asarray(x @ v), *_copula_scores(enc, form)])
 
     on_stage(f"training the DP critic on about {int(n_hat)} users (noisy count; "
