@@ -69,4 +69,5 @@ def test_a_softer_other_channel_leaves_the_liked_items_alone() -> None:
     assert np.array_equal(one.item_index[one.liked], soft.item_index[soft.liked])
     assert np.array_equal(np.bincount(one.user_index), np.bincount(soft.user_index))
     top = N_ITEMS // 4
-    assert np.mean(soft.item_index[~soft.liked] < top) < np.mean(one.item_index[~one.liked] < top) - 0.1
+    near_top = [np.mean(d.item_index[~d.liked] < top) for d in (one, soft)]
+    assert near_top[1] < near_top[0] - 0.1  # measured 0.31 against 0.86
