@@ -303,8 +303,9 @@ def privacy_metrics_with_distances(
     has_both = n_syn > 0 and n_ref > 0
     syn_copies = _copy_figures(syn["exact"], np.diff(synthetic.indptr))
     hold_copies = _copy_figures(hold["exact"], np.diff(holdout.indptr))
-    mia = auc(-syn["member_d"], -syn["nonmember_d"]) if has_both else None
-    mia_se = auc_se(-syn["member_d"], -syn["nonmember_d"]) if has_both else None
+    members, nonmembers = -syn["member_d"], -syn["nonmember_d"]  # nearer scores higher
+    mia = auc(members, nonmembers) if has_both else None
+    mia_se = auc_se(members, nonmembers) if has_both else None
     dcr = closer_share(syn["train_ref"].first, syn["holdout_ref_d"]) if has_both else None
     figures = {
         "exact_copy_share": syn_copies["exact_copy_share"],
