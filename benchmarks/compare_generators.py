@@ -33,7 +33,7 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 RS = [sys.executable, "-m", "recsynth"]
-KEYS = ("tstr", "mia_auc", "dcr_share", "copies_5plus", "activity_ks", "popularity_tvd")
+KEYS = ("tstr", "mia_auc", "dcr_share", "copies", "copies_5plus", "activity_ks", "popularity_tvd")
 
 
 def evaluate(name: str, synthetic: Path, out: Path, repeats: int) -> dict[str, float]:
@@ -46,6 +46,7 @@ def evaluate(name: str, synthetic: Path, out: Path, repeats: int) -> dict[str, f
     r = json.loads(out.read_text())
     return {"tstr": r["utility"]["ease"]["ratio"]["ndcg@10"], "mia_auc": r["privacy"]["mia_auc"],
             "dcr_share": r["privacy"]["dcr_share"],
+            "copies": r["privacy"]["exact_copy_share"] or 0.0,
             "copies_5plus": r["privacy"]["exact_copy_share_5plus"] or 0.0,
             "activity_ks": r["fidelity"]["activity_ks"],
             "popularity_tvd": r["fidelity"]["item_popularity_tvd"]}
