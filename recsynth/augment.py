@@ -10,7 +10,8 @@ strategy says whom to add:
   largest share of tail items (outside the head of items that covers HEAD_SHARE of the
   real interactions);
 - `balance:COLUMN`: users of the under-represented values of a user attribute, allotted by
-  water-filling so the groups' user counts come as close to equal as the budget allows.
+  water-filling so the groups' user counts come as close to equal as the budget allows
+  (values the model cannot generate aside, never past the largest group).
 
 Synthetic user keys never collide with the real ones (integers above the real maximum,
 or a string prefix no real key starts with); rows keep the real columns and dtypes.
@@ -34,6 +35,7 @@ from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates
 from recsynth.inputs import check_keys
 from recsynth.sampling import Shaping, generate_batch, make_shaping
+from recsynth.side_tables import join_side_table
 
 SUMMARY_SCHEMA_VERSION = 1
 MARK_COL = "is_synthetic"
@@ -75,6 +77,18 @@ def parity_allocation(counts: dict[str, int], n: int) -> dict[str, int]:
     return dict(zip(labels, base.tolist(), strict=True))
 
 
+def balance_allocation(before: dict[str, int], eligible: set[str], n: int) -> dict[str, int]:
+    """Water-fill n users over the values the model can generate (`eligible`). With some
+    values left out, no group is filled past the largest group's size: growing it further
+    would only widen the gap to the groups that cannot be generated, so fewer than n users
+    may be allotted."""
+    counts = {v: c for v, c in before.items() if v in eligible}
+    if set(before) - eligible:
+        room = sum(max(before.values()) - c for c in counts.values())
+        n = min(n, room)
+    return parity_allocation(counts, n) if counts else {}
+
+
 def _user_values(frame: pl.DataFrame, user: str, column: str, source: str) -> pl.Series:
     """One value per real user; a column that varies within a user is not an attribute."""
     per_user = frame.group_by(user).agg(pl.col(column).n_unique().alias("n"),
@@ -86,7 +100,8 @@ def _user_values(frame: pl.DataFrame, user: str, column: str, source: str) -> pl
 
 
 def plan_groups(strategy: str, column: str | None, model: Model, frame: pl.DataFrame,
-                n_new: int, filter_quantile: float, source: str
+                n_new: int, filter_quantile: float, source: str,
+                on_stage: Callable[[str], None] = lambda _: None
                 ) -> tuple[list[Group], dict[str, Any]]:
     user, item = model.schema.user_col, model.schema.item_col
     extra: dict[str, Any] = {}
@@ -116,16 +131,26 @@ def plan_groups(strategy: str, column: str | None, model: Model, frame: pl.DataF
     values = _user_values(frame, user, column, source)
     before = {str(k): int(v) for k, v in values.value_counts().rows() if k is not None}
     learned = {v for v, n in zip(stats.values, stats.users, strict=True) if n >= MIN_GROUP_USERS}
-    eligible = {v: n for v, n in before.items() if v in learned}
+    eligible = {v for v in before if v in learned}
+    skipped = sorted(set(before) - eligible)
     if not eligible:
         raise DataError(f"balance:{column}: none of the data's values can be generated")
-    added = parity_allocation(eligible, n_new)
+    added = balance_allocation(before, eligible, n_new)
+    if not sum(added.values()):
+        raise DataError(f"balance:{column}: only {', '.join(sorted(eligible))} can be generated "
+                        f"(the model saw fewer than {MIN_GROUP_USERS} fitting users of "
+                        f"{len(skipped)} other values), and adding to the largest group would "
+                        "widen the imbalance; nothing to add")
+    if sum(added.values()) < n_new:
+        on_stage(f"balance:{column}: adding {sum(added.values())} users, not {n_new}: the "
+                 f"{len(skipped)} values with fewer than {MIN_GROUP_USERS} fitting users cannot "
+                 "be generated, and no group is grown past the largest one")
     groups = [Group(f"{column}={v}", k, make_shaping(model, Request(where=((column, v),)),
                                                     filter_quantile))
               for v, k in added.items() if k > 0]
     extra["balance"] = {"column": column, "before": before, "added": added,
                         "after": {v: before[v] + added.get(v, 0) for v in before},
-                        "skipped": sorted(set(before) - set(eligible))}
+                        "skipped": skipped}
     return groups, extra
 
 
@@ -164,8 +189,12 @@ def new_key_info(users: pl.Series, model: Model) -> dict[str, Any]:
 def augment(data: str, model: Model, out: str, strategy_text: str, *, ratio: float,
             seed: int, mark: bool = False, filter_quantile: float = 0.0,
             batch_users: int = 2048, overwrite: bool = False,
+            users_table: str | None = None, items_table: str | None = None,
             on_stage: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Write real + synthetic rows to `out`; return the JSON summary of what was added."""
+    """Write real + synthetic rows to `out`; return the JSON summary of what was added.
+
+    With side tables (as given to `fit --users/--items`) they are joined onto the log
+    first, so the output is the joined log the model was fitted on, real and synthetic."""
     strategy, column = parse_strategy(strategy_text)
     if not ratio > 0:
         raise UsageError(f"--ratio must be positive (got {ratio})")
@@ -173,22 +202,29 @@ def augment(data: str, model: Model, out: str, strategy_text: str, *, ratio: flo
         raise UsageError(f"--batch-users must be at least 1 (got {batch_users})")
     io.check_writable(out, overwrite)
     on_stage(f"reading {data}")
-    frame = io.collect(io.scan(data), data)
+    lf = io.scan(data)
+    for table, key in ((users_table, model.schema.user_col), (items_table, model.schema.item_col)):
+        if table is not None:
+            lf = join_side_table(lf, data, table, key)
+    frame = io.collect(lf, data)
     expected = model.rowmodel.template.columns
     missing = [c for c in expected if c not in frame.columns]
     surplus = [c for c in frame.columns if c not in expected]
     if missing or surplus:
         what = (f"lacks column {missing[0]!r}" if missing
                 else f"has column {surplus[0]!r}")
+        hint = "" if users_table or items_table else \
+            "; a model fitted with --users/--items needs the same side tables here"
         raise DataError(f"{data}: {what} unlike the log the model was fitted on "
-                        f"(columns: {', '.join(expected)})")
+                        f"(columns: {', '.join(expected)}){hint}")
     check_keys(frame, data, [model.schema.user_col, model.schema.item_col])
     if mark and MARK_COL in frame.columns:
         raise DataError(f"{data}: already has a column {MARK_COL!r}; drop --mark-synthetic")
     user = model.schema.user_col
     real_users = frame.get_column(user).unique()
     n_new = max(1, round(ratio * len(real_users)))
-    groups, extra = plan_groups(strategy, column, model, frame, n_new, filter_quantile, data)
+    groups, extra = plan_groups(strategy, column, model, frame, n_new, filter_quantile, data,
+                                on_stage)
     model = dataclasses.replace(model, user_key=new_key_info(real_users, model))
 
     real = frame.with_columns(pl.lit(False).alias(MARK_COL)) if mark else frame

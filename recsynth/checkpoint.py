@@ -28,9 +28,9 @@ import torch
 
 from recsynth import __version__
 from recsynth.conditions import Conditions, width
-from recsynth.config import ModelConfig
+from recsynth.config import ModelConfig, config_from_dict, validate_config
 from recsynth.encode import Marginal
-from recsynth.errors import DataError, first_line
+from recsynth.errors import DataError, UsageError, first_line
 from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm
 from recsynth.model import PacCritic, ResidualGenerator
@@ -114,6 +114,9 @@ def load_model(directory: str | Path) -> Model:
         meta = json.loads((d / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{d / 'config.json'}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{d / 'config.json'}: expected a JSON object, found "
+                        f"{type(meta).__name__}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{d / 'config.json'}: model format {meta.get('format_version')!r} "
                         f"from recsynth {meta.get('recsynth_version')}; this recsynth "
@@ -127,7 +130,13 @@ def load_model(directory: str | Path) -> Model:
         raise DataError(f"{d / 'weights.pt'}: expected a dict of tensors")
     try:
         # absent other_softness: a model from before the softer other channel
-        config = ModelConfig(**{"other_softness": 1.0, **meta["model"]})
+        saved = meta["model"]
+        config = config_from_dict({"other_softness": 1.0, **saved} if isinstance(saved, dict)
+                                  else saved)
+        try:
+            validate_config(config)
+        except UsageError as exc:
+            raise ValueError(f"config.json: {exc}") from None
         schema = schema_from_dict(meta["schema"], str(d / "config.json"))
         share = tensors.get("form.liked_share")
         form = ClosedForm(tensors["form.item_factors"].numpy(), tensors["form.item_bias"].numpy(),
@@ -161,13 +170,18 @@ def load_model(directory: str | Path) -> Model:
         if "n_cond" in meta and n_cond != width(conditions):
             raise ValueError(f"the generator takes {n_cond} condition inputs, "
                              f"conditions.json describes {width(conditions)}")
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        like_threshold, user_key = meta["like_threshold"], meta["user_key"]
+        if not (like_threshold is None or isinstance(like_threshold, (int, float))) \
+                or not isinstance(user_key, dict):
+            raise ValueError("config.json: like_threshold or user_key of the wrong type")
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError, pl.exceptions.PolarsError
+            ) as exc:  # a polars error: a damaged catalog.parquet
         raise DataError(f"{d}: model directory is incomplete or corrupt "
                         f"({first_line(exc)})") from None
     generator.eval()
     critic.eval()
-    return Model(config, schema, meta["like_threshold"], catalog.alias(schema.item_col), form,
-                 generator, critic, rowmodel, meta["user_key"], space, conditions)
+    return Model(config, schema, like_threshold, catalog.alias(schema.item_col), form,
+                 generator, critic, rowmodel, user_key, space, conditions)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -273,8 +273,10 @@ def fit(
     epochs: Annotated[int, typer.Option(help="GAN epochs (0: the closed-form sampler).")] =
         ModelConfig.epochs,
     time_budget: Annotated[Optional[str], typer.Option(
-        help="Stop training after this long (e.g. 90s, 10m); the best state is kept. With "
-             "the refit, half goes to the checked run and the rest to the refit.")] = None,
+        help="Stop training when fit has run this long (e.g. 90s, 10m), counted from its "
+             "start (reading and the temperature search come first); the best state is kept "
+             "and at least one epoch trains. With the refit, the checked run gets half of "
+             "what is left. Calibration and the per-row model come after it.")] = None,
     holdout_frac: Annotated[Optional[float], typer.Option(
         help="Share of users kept out of fitting for the held-out check (0: none; default "
              "10 %, with the refit up to 25 % on small logs so the check has ~200 users).")] =
@@ -300,8 +302,9 @@ def fit(
              "separate communities; at most 10).")]
         = None,
     max_items: Annotated[int, typer.Option(
-        help="Items modelled one by one (the most popular); rarer items share tail slots "
-             "and are drawn by popularity.")] = ModelConfig.max_items,
+        help="Item columns of the model (at least 1024). A larger catalog keeps its "
+             "max-items - 512 most popular items one by one; the rarer ones share up to 256 "
+             "tail slots and are drawn by popularity.")] = ModelConfig.max_items,
     max_dcr_share: Annotated[float, typer.Option(
         help="Privacy guard of the temperature search: the largest share of held-out-check "
              "synthetic users closer to fitting users than to held-out ones (0.5 = none).")] =
@@ -334,7 +337,7 @@ def fit(
         help="Train a user-level (ε, δ)-differentially private model with this ε "
              "(see README: what it covers).")] = None,
     delta: Annotated[Optional[float], typer.Option(
-        help="δ of --epsilon (default min(1e-5, 0.1/users); must be < 1/users).")] = None,
+        help="δ of --epsilon (default 1e-6, public; must be < 1/users).")] = None,
     max_grad_norm: Annotated[float, typer.Option(
         help="DP-SGD per-user gradient clipping bound (with --epsilon).")] =
         ModelConfig.max_grad_norm,
@@ -486,6 +489,11 @@ def augment(
         "--mark-synthetic", help="Add a boolean column is_synthetic.")] = False,
     filter_quantile: FilterQuantile = 0.0,
     batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
+    users: Annotated[Optional[str], typer.Option(
+        help="User side table given to `fit --users`: joined onto DATA first, so the "
+             "output is the joined log.")] = None,
+    items: Annotated[Optional[str], typer.Option(
+        help="Item side table given to `fit --items` (joined likewise).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary of what was "
                                                           "added as JSON on stdout.")] = False,
     seed: Seed = 0,
@@ -502,7 +510,8 @@ def augment(
     with StageReporter(stderr, quiet=quiet) as report:
         summary = run_augment(data, model, out, strategy, ratio=ratio, seed=seed,
                               mark=mark_synthetic, filter_quantile=filter_quantile,
-                              batch_users=batch_users, overwrite=overwrite, on_stage=report)
+                              batch_users=batch_users, overwrite=overwrite,
+                              users_table=users, items_table=items, on_stage=report)
     if not quiet:
         syn = summary["synthetic"]
         stderr.print(f"recsynth: added {syn['users']} synthetic users ({syn['rows']} rows) to "

@@ -308,12 +308,18 @@ def _item_range(request: Request, form: ClosedForm, n_items: int) -> tuple[int, 
     for name, v in (("--min-items", request.min_items), ("--max-items", request.max_items)):
         if v is not None and v < 1:
             raise UsageError(f"{name} must be at least 1 (got {v})")
+    if request.min_items is not None and request.max_items is not None \
+            and request.min_items > request.max_items:
+        raise UsageError(f"--min-items/--max-items: empty item range "
+                         f"{request.min_items}..{request.max_items}")
+    allowed = (lo, hi)  # the model's: its catalog, or the --activity tercile
     if request.min_items is not None:
         lo = max(lo, request.min_items)
     if request.max_items is not None:
         hi = min(hi, request.max_items)
-    if lo > hi:
-        raise UsageError(f"--min-items/--max-items/--activity: empty item range {lo}..{hi}")
+    if lo > hi:  # the options agree with each other but not with this model
+        raise DataError(f"--min-items/--max-items/--activity: no synthetic user of this model "
+                        f"can have {lo}..{hi} items (it allows {allowed[0]}..{allowed[1]})")
     return lo, hi
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass
+from typing import Any
+
+from recsynth.errors import UsageError
+from recsynth.itemspace import MAX_SLOTS
 
 DEFAULT_KS = (5, 10, 20, 50)
 DEFAULT_RECOMMENDERS = ("pop", "itemknn", "ease", "bpr", "apr")
@@ -68,7 +74,7 @@ class ModelConfig:
     seed: int = 0
     # differential privacy (`fit --epsilon`, recsynth/dp): None = a non-private model
     epsilon: float | None = None
-    delta: float | None = None  # None: min(1e-5, 0.1 / users)
+    delta: float | None = None  # None: dp.budget.DEFAULT_DELTA (1e-6)
     max_grad_norm: float = 1.0  # DP-SGD per-user gradient clipping bound
     noise_multiplier: float | None = None  # DP-SGD noise; None: the least that fits the budget
     dp_batch_size: int = 64  # expected users per DP-SGD step (Poisson rate = this / users)
@@ -95,3 +101,61 @@ def auto_holdout(n_users: int, refit: bool) -> float:
 def auto_rank(n_users: int) -> int:
     """About one factor per 15 users, so small logs are not memorised, at most 200."""
     return int(min(200, max(2, n_users // 15)))
+
+
+def validate_config(config: ModelConfig) -> None:
+    """Refuse settings no fit can use, in one line naming the setting (exit 2)."""
+    if config.rank is not None and config.rank < 1:
+        raise UsageError(f"--rank must be at least 1 (got {config.rank})")
+    if config.epochs < 0:
+        raise UsageError(f"--epochs must be at least 0 (got {config.epochs})")
+    if min(config.hidden, config.pac, config.min_epoch_steps) < 1:
+        raise UsageError(f"hidden, pac and min_epoch_steps must be at least 1 (got "
+                         f"{config.hidden}, {config.pac}, {config.min_epoch_steps})")
+    if config.precision not in ("fp32", "bf16"):
+        raise UsageError(f"--precision {config.precision!r}: use fp32 or bf16")
+    if config.row_model_rows < 1:
+        raise UsageError(f"--row-model-rows must be positive (got {config.row_model_rows})")
+    if config.max_items < 4 * MAX_SLOTS:
+        raise UsageError(f"--max-items must be at least {4 * MAX_SLOTS} "
+                         f"(got {config.max_items})")
+    if config.temperature is not None and not config.temperature > 0:
+        raise UsageError(f"--temperature must be positive (got {config.temperature})")
+    if not config.other_softness > 0:
+        raise UsageError(f"--other-softness must be positive (got {config.other_softness})")
+    if not 0.5 <= config.max_dcr_share <= 1.0:
+        raise UsageError(f"--max-dcr-share must be in [0.5, 1] (got {config.max_dcr_share})")
+    if config.holdout_frac is not None and not 0.0 <= config.holdout_frac < 1.0:
+        raise UsageError(f"--holdout-frac must be in [0, 1) (got {config.holdout_frac})")
+    if config.epsilon is not None:
+        from recsynth.dp.budget import validate_epsilon
+
+        validate_epsilon(config.epsilon, config.delta)
+        if config.max_grad_norm <= 0:
+            raise UsageError(f"--max-grad-norm must be positive (got {config.max_grad_norm})")
+
+
+def config_from_dict(raw: Any) -> ModelConfig:
+    """A saved config (config.json's "model"), every field of its declared type: a model
+    directory edited by hand fails here, in one line, not deep inside sampling."""
+    if not isinstance(raw, dict):
+        raise ValueError("'model' is not a JSON object")
+    hints = typing.get_type_hints(ModelConfig)
+    for name, value in raw.items():
+        if name not in hints:
+            raise ValueError(f"unknown setting {name!r}")
+        if not _of_type(value, hints[name]):
+            raise ValueError(f"setting {name!r} is {value!r}, expected {hints[name]}")
+    return ModelConfig(**raw)
+
+
+def _of_type(value: Any, hint: Any) -> bool:
+    if isinstance(hint, types.UnionType):
+        return any(_of_type(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:  # JSON writes 2.0 as 2.0, but a hand-edited 2 is fine
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)

@@ -20,13 +20,14 @@ from recsynth.config import (
     ModelConfig,
     auto_holdout,
     auto_rank,
+    validate_config,
 )
 from recsynth.decode import calibrate_item_bias, calibrate_scores
 from recsynth.distributed import SINGLE, World
 from recsynth.encode import EncodedUsers
 from recsynth.errors import UsageError
 from recsynth.inputs import check_keys
-from recsynth.itemspace import MAX_SLOTS, ItemSpace
+from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm, fit_closed_form
 from recsynth.logcache import EncodedLog
 from recsynth.matrix import build_catalog
@@ -54,33 +55,6 @@ from recsynth.train import EpochCallback, UtilityCheck, dcr_share, sample_codes,
 
 MIN_CHECK_USERS = 20  # fewer held-out users make the early-stopping check pure noise
 MAX_CHECK_USERS = 10_000
-
-
-def validate_config(config: ModelConfig) -> None:
-    if (config.rank is not None and config.rank < 1) or config.hidden < 1 or config.pac < 1 \
-            or config.epochs < 0 or config.min_epoch_steps < 1:
-        raise UsageError("rank, hidden, pac and min_epoch_steps must be >= 1 and epochs >= 0")
-    if config.precision not in ("fp32", "bf16"):
-        raise UsageError(f"--precision {config.precision!r}: use fp32 or bf16")
-    if config.row_model_rows < 1:
-        raise UsageError(f"--row-model-rows must be positive (got {config.row_model_rows})")
-    if config.max_items < 4 * MAX_SLOTS:
-        raise UsageError(f"--max-items must be at least {4 * MAX_SLOTS} "
-                         f"(got {config.max_items})")
-    if config.temperature is not None and config.temperature <= 0:
-        raise UsageError(f"temperature must be positive (got {config.temperature})")
-    if not config.other_softness > 0:
-        raise UsageError(f"--other-softness must be positive (got {config.other_softness})")
-    if not 0.5 <= config.max_dcr_share <= 1.0:
-        raise UsageError(f"--max-dcr-share must be in [0.5, 1] (got {config.max_dcr_share})")
-    if config.holdout_frac is not None and not 0.0 <= config.holdout_frac < 1.0:
-        raise UsageError(f"--holdout-frac must be in [0, 1) (got {config.holdout_frac})")
-    if config.epsilon is not None:
-        from recsynth.dp.budget import validate_epsilon
-
-        validate_epsilon(config.epsilon, config.delta)
-        if config.max_grad_norm <= 0:
-            raise UsageError(f"--max-grad-norm must be positive (got {config.max_grad_norm})")
 
 
 def _user_key_info(users: pl.Series) -> dict[str, Any]:
@@ -155,6 +129,11 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     started = time.time()
     timings: dict[str, float] = {}
     tick = time.monotonic()
+    begun = tick
+
+    def budget_left() -> float | None:
+        """What is left of --time-budget, which counts from the start of `fit`."""
+        return None if time_budget is None else max(0.0, time_budget - (time.monotonic() - begun))
 
     on_stage("reading logs and inferring the schema")
     log_files = io.resolve_parquet_paths(data)
@@ -177,7 +156,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         require_learnable(frame.get_column(schema.user_col).n_unique(), len(catalog),
                           str(data))
         return _save_private(frame, schema, catalog, config, inputs, started, out, overwrite,
-                             on_stage, on_epoch, time_budget)
+                             on_stage, on_epoch, budget_left())
     key = resume_key(inputs, {**asdict(config), "schema": schema_to_dict(schema),
                               "processes": world.size})
     state = load_checkpoint(ckpt, key) if resume else None
@@ -251,7 +230,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
     attributes = _user_attributes(lf, schema, str(data))
     conditions, labels = _conditions(attributes, schema, codes, form, fit_users)
     result = train_gan(codes, form, config, check_for(form, temperature), on_epoch,
-                       None if time_budget is None else time_budget * (0.5 if refit else 1.0),
+                       None if time_budget is None else budget_left() * (0.5 if refit else 1.0),
                        resume=state, world=world, device=device,
                        on_checkpoint=(lambda st: save_checkpoint(ckpt, key, st))
                        if world.is_main else None, conditions=conditions, labels=labels)
@@ -266,8 +245,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
         form, codes = _closed_form(fit_users, rank, space, config)
         form = _calibrated(form, identity, fit_users, n_items, temperature, config)
         conditions, labels = _conditions(attributes, schema, codes, form, fit_users)
-        left = None if time_budget is None else \
-            max(0.0, time_budget - (time.monotonic() - tick))
+        left = budget_left()
 
         def on_refit_epoch(record: dict[str, Any]) -> None:
             on_epoch({**record, "pass": "refit", "of": epochs_run})

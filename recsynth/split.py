@@ -25,6 +25,9 @@ def split_frame(lf: pl.LazyFrame, user_col: str, holdout_frac: float, seed: int,
     users = lf.select(pl.col(user_col).unique()).collect().get_column(user_col)
     if users.null_count():
         raise DataError(f"{source}: column {user_col!r} has null user keys")
+    if len(users) < 2:
+        raise DataError(f"{source}: column {user_col!r}: need at least 2 users to split, "
+                        f"found {len(users)}")
     held = holdout_users(users, holdout_frac, seed)
     is_held = pl.col(user_col).is_in(held.implode())
     return lf.filter(~is_held), lf.filter(is_held)

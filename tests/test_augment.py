@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsynth.augment import parity_allocation
+from recsynth.augment import balance_allocation, parity_allocation
 from recsynth.checkpoint import load_model
 from recsynth.cli import main
 from recsynth.conditions import activity_bounds
@@ -91,6 +91,7 @@ def test_activity_levels_hold_for_every_user(level: str, work: Path, tmp_path: P
     (["--where", "segment=rare", "--where", "country=Germany"], 3, "no real user"),
     (["--where", "segment"], 2, "expected COLUMN=VALUE"),
     (["--min-items", "2500"], 3, "no user can have"),
+    (["--min-items", "100000"], 3, "no synthetic user of this model can have"),
     (["--min-items", "9", "--max-items", "3"], 2, "empty item range"),
     (["--filter-quantile", "1"], 2, "--filter-quantile must be in [0, 1)"),
 ])
@@ -162,6 +163,46 @@ def test_other_strategies_and_same_seed_same_bytes(strategy: str, work: Path, tm
             ~pl.col("user_id").is_in(pl.read_parquet(work / "train.parquet")["user_id"]
                                      .implode()))
         assert items_per_user(syn).max() <= summary["max_items"]
+
+
+def test_augment_joins_the_side_tables_the_model_was_fitted_with(work: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    train = pl.read_parquet(work / "train.parquet")  # the log with its user attributes
+    train.select("user_id", "country", "segment").unique().write_parquet(tmp_path / "u.parquet")
+    train.drop("country", "segment").write_parquet(tmp_path / "log.parquet")
+    out = tmp_path / "aug.parquet"
+    args = ["augment", str(tmp_path / "log.parquet"), str(work / "model"), "--out", str(out),
+            "-q"]
+    code, _, err = run(args, capsys)
+    assert code == 3 and "needs the same side tables" in err and not out.exists()
+    code, _, _ = run([*args, "--users", str(tmp_path / "u.parquet")], capsys)
+    assert code == 0
+    aug = pl.read_parquet(out)
+    assert aug.head(train.height).select(train.columns).equals(train)
+    syn = aug.slice(train.height)  # synthetic users carry the joined attributes too
+    assert syn.height > 0 and syn.get_column("country").null_count() < syn.height
+
+
+def test_balance_never_grows_a_group_past_the_largest_when_values_are_left_out() -> None:
+    before = {"uk": 221, "de": 5, "cy": 1, "be": 2}
+    # every value generable: plain water-filling
+    assert balance_allocation({"x": 10, "y": 4}, {"x", "y"}, 8) == {"x": 1, "y": 7}
+    # cy and be cannot be generated: their share is not handed to the larger groups
+    assert balance_allocation(before, {"uk", "de"}, 48) == {"de": 48, "uk": 0}
+    assert balance_allocation({"x": 10, "y": 4, "z": 1}, {"x", "y"}, 20) == {"x": 0, "y": 6}
+    assert balance_allocation(before, {"uk"}, 48) == {"uk": 0}
+
+
+def test_balance_refuses_to_add_only_to_the_largest_group(work: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    # without its German users the train log's only generable country is the largest
+    data = tmp_path / "no_de.parquet"
+    pl.read_parquet(work / "train.parquet").filter(pl.col("country") != "Germany") \
+        .write_parquet(data)
+    out = tmp_path / "aug.parquet"
+    code, _, err = run(["augment", str(data), str(work / "model"), "--out", str(out),
+                        "--strategy", "balance:country"], capsys)
+    assert code == 3 and "would widen the imbalance" in err and not out.exists()
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -139,6 +139,10 @@ def test_pickled_weights_are_refused(model_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage,message", [
     ("missing", "missing from the model directory"),
     ("version", "refit the model"),
+    ("not an object", "expected a JSON object"),
+    ("wrong type", "setting 'temperature' is 'hot'"),
+    ("bad value", "--temperature must be positive"),
+    ("catalog", "incomplete or corrupt"),
 ])
 def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str],
@@ -147,11 +151,21 @@ def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: P
 
     bad = tmp_path / "bad"
     shutil.copytree(model_dir, bad)
+    meta = json.loads((bad / "config.json").read_text())
     if damage == "missing":
         (bad / "weights.pt").unlink()
+    elif damage == "not an object":
+        (bad / "config.json").write_text("[]")
+    elif damage == "catalog":  # the middle of the file zeroed: its pages no longer decode
+        data = bytearray((bad / "catalog.parquet").read_bytes())
+        third = len(data) // 3
+        data[third:2 * third] = bytes(third)
+        (bad / "catalog.parquet").write_bytes(bytes(data))
     else:
-        meta = json.loads((bad / "config.json").read_text())
-        meta["format_version"] = 99
+        if damage == "version":
+            meta["format_version"] = 99
+        else:
+            meta["model"]["temperature"] = "hot" if damage == "wrong type" else -1.0
         (bad / "config.json").write_text(json.dumps(meta))
     out = tmp_path / "syn.parquet"
     code, _, err = run(["sample", str(bad), "--users", "5", "--out", str(out)], capsys)
@@ -298,7 +312,9 @@ def test_durations_and_time_budget(sample_path: Path, tmp_path: Path,
 
 @pytest.mark.parametrize("args,message", [
     (["--max-dcr-share", "0.3"], "--max-dcr-share"),
-    (["--temperature", "0"], "temperature"),
+    (["--temperature", "0"], "--temperature must be positive"),
+    (["--epochs", "-1"], "--epochs must be at least 0"),
+    (["--rank", "0"], "--rank must be at least 1"),
     (["--other-softness", "0"], "--other-softness"),
     (["--time-budget", "soon"], "--time-budget"),
     (["--device", "tpu"], "--device"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from recsynth.errors import UsageError
+from recsynth.errors import DataError, UsageError
 from recsynth.gates import apply_gates, parse_gates
 from recsynth.split import split_frame
 
@@ -25,6 +25,12 @@ def test_split_keeps_whole_users_and_ignores_row_order(sample_frame: pl.DataFram
 def test_split_rejects_bad_fraction(sample_frame: pl.DataFrame) -> None:
     with pytest.raises(UsageError, match="between 0 and 1"):
         split_frame(sample_frame.lazy(), "user_id", 1.5, 0, "s")
+
+
+def test_split_of_one_user_names_the_file(sample_frame: pl.DataFrame) -> None:
+    one = sample_frame.filter(pl.col("user_id") == sample_frame["user_id"][0])
+    with pytest.raises(DataError, match=r"^log\.parquet: column 'user_id': need at least 2"):
+        split_frame(one.lazy(), "user_id", 0.2, 0, "log.parquet")
 
 
 def test_gates_pass_fail_and_aliases() -> None:
