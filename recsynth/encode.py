@@ -81,8 +81,8 @@ def encode_users(batches: Iterable[pl.DataFrame], schema: Schema, users: pl.Seri
         u = _positions(users, batch.get_column(user), source, user, "user")
         i = _positions(catalog, batch.get_column(item), source, item, "item")
         hit = np.zeros(batch.height, dtype=np.float32) if like_threshold is None else \
-            (batch.get_column(rating) >= like_threshold).fill_null(False).to_numpy() \
-            .astype(np.float32)
+            (batch.get_column(rating).fill_nan(None) >= like_threshold).fill_null(False) \
+            .to_numpy().astype(np.float32)  # NaN is no rating, as null: not liked
         part = sp.csr_matrix((hit, (u, i)), shape=shape, dtype=np.float32)
         part.sum_duplicates()  # explicit zeros kept: a pair with no liked row is a pair
         pending.append(part)

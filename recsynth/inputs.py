@@ -13,7 +13,7 @@ import polars as pl
 from recsynth import io
 from recsynth.errors import DataError
 from recsynth.matrix import UserItems, build_catalog, to_user_items
-from recsynth.schema import Schema, resolve_schema
+from recsynth.schema import Schema, resolve_schema, user_value
 from recsynth.side_tables import read_side_table
 
 
@@ -76,7 +76,8 @@ def _positives(frame: pl.DataFrame, schema: Schema, min_rating: float | None,
         raise DataError(f"{source}: --min-rating needs a rating column, none in the schema")
     if rating not in frame.columns:
         raise DataError(f"{source}: column {rating!r} is missing, needed by --min-rating")
-    return frame.filter(pl.col(rating) >= min_rating)
+    # a NaN rating is no rating: polars orders NaN above every number, so it would pass
+    return frame.filter(pl.col(rating).fill_nan(None) >= min_rating)
 
 
 def _read(path: str) -> tuple[pl.LazyFrame, str]:
@@ -157,7 +158,7 @@ def _user_attributes(schema: Schema, holdout: pl.DataFrame,
     user = schema.user_col
     cols = [c.name for c in schema.user_attributes()
             if c.role in ("categorical", "numeric", "rating") and c.name in holdout.columns]
-    frame = holdout.select([user, *cols]).unique(subset=user, keep="first").sort(user)
+    frame = holdout.group_by(user).agg([user_value(c) for c in cols]).sort(user)
     if users_table is not None:
         side = read_side_table(users_table, user, holdout.schema[user])
         extra = [c for c in side.columns if c != user and c not in frame.columns]

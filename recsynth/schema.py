@@ -90,6 +90,13 @@ class Schema:
         return [c for c in self.value_columns() if c.level == "item"]
 
 
+def user_value(name: str) -> pl.Expr:
+    """A user-level column's one value per user (in a group_by on the user): the smallest
+    non-null value of the user's rows, so a user whose rows disagree still gets a value
+    that does not depend on row order."""
+    return pl.col(name).drop_nulls().sort().first()
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 

@@ -37,7 +37,8 @@ def check_log(lf: pl.LazyFrame, schema: Schema, source: str) -> tuple[int, float
     exprs = [pl.len().alias("__rows")]
     exprs += [pl.col(c).null_count().alias(c) for c in (schema.user_col, schema.item_col)]
     if schema.rating_col is not None:
-        exprs.append(pl.col(schema.rating_col).cast(pl.Float64).mean().alias("__mean"))
+        rating = pl.col(schema.rating_col).cast(pl.Float64).fill_nan(None)  # NaN: no rating
+        exprs.append(rating.mean().alias("__mean"))
     row = io.collect(lf.select(exprs), source, streaming=True).row(0, named=True)
     if row["__rows"] == 0:
         raise DataError(f"{source}: no rows")

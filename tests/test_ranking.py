@@ -52,6 +52,11 @@ def test_top_k_nan_and_neg_inf_rank_last_but_before_excluded():
     assert top.tolist() == [[2, 0, 1]]
 
 
+def test_top_k_pos_inf_ranks_first():
+    scores = np.array([[np.inf, 1.0, 2.0, 0.5]], dtype=np.float64)
+    assert top_k(scores, csr([[]], 4), 2).tolist() == [[0, 2]]
+
+
 def test_top_k_does_not_modify_scores():
     scores = np.arange(6, dtype=np.float32).reshape(1, 6)
     before = scores.copy()

@@ -19,6 +19,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
 from recsynth.matrix import UserItems
+from recsynth.schema import user_value
 
 KINDS = ("numeric", "categorical", "time")
 # Numeric columns with at most this many distinct real values (ratings 1-5, small counts)
@@ -318,14 +319,10 @@ def _column_metric(values: ColumnValues, r_missing: pl.Series, s_missing: pl.Ser
 
 
 def _unit_values(df: pl.DataFrame, name: str, user_col: str, per_user: bool) -> pl.Series:
-    """The column per row, or one value per user for user attributes.
-
-    A user's value is the smallest non-null one, so a user whose rows disagree still gets
-    a value that does not depend on row order.
-    """
+    """The column per row, or one value per user for user attributes (`user_value`)."""
     if not per_user:
         return df.get_column(name)
-    agg = df.group_by(user_col).agg(pl.col(name).drop_nulls().sort().first())
+    agg = df.group_by(user_col).agg(user_value(name))
     return agg.get_column(name)
 
 

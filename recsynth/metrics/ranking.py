@@ -23,8 +23,9 @@ def top_k(scores: np.ndarray, exclude: sp.csr_matrix, k: int) -> np.ndarray:
     """Best `k` items per row, best first, never an item of `exclude` (the fold-in history).
 
     Ties go to the lower item index, so lists do not depend on argpartition's internals.
-    NaN and -inf scores rank below every finite score but above excluded items; when a
-    row has fewer than `k` rankable items the remaining slots hold -1.
+    NaN and -inf scores rank below every finite score but above excluded items, +inf
+    above every finite score; when a row has fewer than `k` rankable items the remaining
+    slots hold -1.
     """
     n_users, n_items = scores.shape
     if exclude.shape != scores.shape:
@@ -32,6 +33,7 @@ def top_k(scores: np.ndarray, exclude: sp.csr_matrix, k: int) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     s = np.array(scores, dtype=np.float64)  # copy: never touch the caller's array
+    s[np.isposinf(s)] = np.finfo(np.float64).max
     s[~np.isfinite(s)] = np.finfo(np.float64).min
     ex = sp.csr_matrix(exclude)
     ex_rows = np.repeat(np.arange(n_users), np.diff(ex.indptr))
