@@ -33,7 +33,7 @@ from recsynth.checkpoint import Model
 from recsynth.conditions import MIN_GROUP_USERS, Request
 from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates
-from recsynth.inputs import check_keys
+from recsynth.inputs import check_keys, fresh_prefix
 from recsynth.sampling import Shaping, generate_batch, make_shaping
 from recsynth.side_tables import join_side_table
 
@@ -178,12 +178,7 @@ def new_key_info(users: pl.Series, model: Model) -> dict[str, Any]:
         if first > np.iinfo(users.to_numpy().dtype).max // 2:
             first = top + 1
         return {"dtype": str(users.dtype), "first_new": first}
-    taken = users.cast(pl.String)
-    prefix, n = "syn-", 1
-    while taken.str.starts_with(prefix).any():
-        n += 1
-        prefix = f"syn{n}-"
-    return {"dtype": "String", "prefix": prefix}
+    return {"dtype": "String", "prefix": fresh_prefix(users)}
 
 
 def augment(data: str, model: Model, out: str, strategy_text: str, *, ratio: float,

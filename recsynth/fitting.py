@@ -26,7 +26,7 @@ from recsynth.decode import calibrate_item_bias, calibrate_scores
 from recsynth.distributed import SINGLE, World
 from recsynth.encode import EncodedUsers
 from recsynth.errors import UsageError
-from recsynth.inputs import check_keys
+from recsynth.inputs import check_keys, check_user_key_dtype, fresh_prefix
 from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm, fit_closed_form
 from recsynth.logcache import EncodedLog
@@ -61,7 +61,7 @@ def _user_key_info(users: pl.Series) -> dict[str, Any]:
     """How to mint synthetic user keys that never collide with real ones."""
     if users.dtype.is_integer():
         return {"dtype": str(users.dtype), "first_new": int(users.max()) + 1}
-    return {"dtype": str(users.dtype), "prefix": "syn-"}
+    return {"dtype": str(users.dtype), "prefix": fresh_prefix(users)}
 
 
 def _split_users(enc: EncodedUsers, config: ModelConfig
@@ -141,6 +141,7 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                          for p in io.resolve_parquet_paths(t)]
     lf, schema = scan_log(data, schema_file, user_col, item_col, time_col, users_table,
                           items_table)
+    check_user_key_dtype(lf.collect_schema()[schema.user_col], str(data), schema.user_col)
     inputs = fingerprint(files)
     if config.epsilon is not None:
         if schema_file is None:

@@ -51,6 +51,26 @@ def check_keys(frame: pl.DataFrame, source: str, cols: list[str]) -> None:
             raise DataError(f"{source}: column {c!r} has {nulls} null key value(s)")
 
 
+def check_user_key_dtype(dtype: pl.DataType, source: str, column: str) -> None:
+    """Synthetic users get new keys of the real key's dtype: integers, strings or
+    categoricals. Other dtypes are refused before any work, not after training."""
+    if dtype.is_integer() or isinstance(dtype, (pl.String, pl.Categorical)):
+        return
+    raise DataError(f"{source}: column {column!r}: user keys of dtype {type(dtype).__name__} "
+                    "are not supported (synthetic users need new keys of that dtype); cast the "
+                    "keys to integers or strings")
+
+
+def fresh_prefix(keys: pl.Series) -> str:
+    """'syn-', or 'syn2-', 'syn3-', …: the first prefix no key in `keys` starts with."""
+    taken = keys.cast(pl.String)
+    prefix, n = "syn-", 1
+    while taken.str.starts_with(prefix).any():
+        n += 1
+        prefix = f"syn{n}-"
+    return prefix
+
+
 def _cast_like(frame: pl.DataFrame, source: str, reference: dict[str, pl.DataType]) -> pl.DataFrame:
     """Bring a column to the real dtype (e.g. float item ids from a tabular GAN)."""
     exprs = []

@@ -42,15 +42,14 @@ def user_keys(model: Model, start: int, n: int) -> pl.Series:
     """New opaque keys: integers after the largest real key, or 'syn-<n>' strings."""
     info = model.user_key
     name = model.schema.user_col
-    index = np.arange(start, start + n, dtype=np.int64)
     if "first_new" in info:
-        dtype = getattr(pl, info["dtype"])
-        try:
-            return pl.Series(name, index + int(info["first_new"])).cast(dtype, strict=True)
-        except pl.exceptions.PolarsError:
-            raise DataError(f"column {name!r}: synthetic user keys up to "
-                            f"{int(info['first_new']) + start + n - 1} do not fit the real "
-                            f"key dtype {info['dtype']}; sample fewer users") from None
+        np_dtype = pl.Series(dtype=getattr(pl, info["dtype"])).to_numpy().dtype
+        first = int(info["first_new"]) + start  # Python ints: no silent wrap-around
+        if first + n - 1 > np.iinfo(np_dtype).max:
+            raise DataError(f"column {name!r}: synthetic user keys up to {first + n - 1} do "
+                            f"not fit the real key dtype {info['dtype']}; sample fewer users")
+        return pl.Series(name, np.arange(n, dtype=np_dtype) + np_dtype.type(first))
+    index = range(start, start + n)
     return pl.Series(name, [f"{info.get('prefix', 'syn-')}{i:09d}" for i in index])
 
 

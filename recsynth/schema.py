@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import tomllib
 
+from recsynth import io
 from recsynth.errors import DataError, UsageError
 
 SCHEMA_VERSION = 1
@@ -160,7 +161,7 @@ def infer_schema(
     rest = [n for n in rest if n != time]
     rating = _match([n for n in rest if dtypes[n].is_numeric()], RATING_NAMES)
 
-    stats = _column_stats(lf, user, item, rest, time, dtypes)
+    stats = _column_stats(lf, user, item, rest, time, dtypes, source)
     columns = [Column(user, "user_key"), Column(item, "item_key")]
     if time is not None:
         unit = "datetime" if _is_time_dtype(dtypes[time]) else _epoch_unit(stats["__time_max"])
@@ -185,7 +186,7 @@ HASH_BUCKETS = 1 << 20
 
 
 def _column_stats(lf: pl.LazyFrame, user: str, item: str, rest: list[str], time: str | None,
-                  dtypes: dict[str, pl.DataType]) -> dict[str, float]:
+                  dtypes: dict[str, pl.DataType], source: str) -> dict[str, float]:
     """Distinct counts overall and the largest distinct count within a user/item.
 
     Exact per-user and per-item distinct counts cost memory in proportion to the rows, and
@@ -200,7 +201,7 @@ def _column_stats(lf: pl.LazyFrame, user: str, item: str, rest: list[str], time:
     exprs: list[pl.Expr] = [pl.len().alias("__rows")]
     if time is not None and dtypes[time].is_integer():
         exprs.append(pl.col(time).abs().max().cast(pl.Float64).alias("__time_max"))
-    overall = lf.select(exprs).collect(engine="streaming").row(0, named=True)
+    overall = lf.select(exprs).pipe(io.collect, source, streaming=True).row(0, named=True)
     if not rest:
         return overall
     sample = lf
@@ -208,17 +209,17 @@ def _column_stats(lf: pl.LazyFrame, user: str, item: str, rest: list[str], time:
         keep = int(HASH_BUCKETS * SCHEMA_ROWS / overall["__rows"])
         sample = lf.filter(pl.col(user).hash(seed=0) % HASH_BUCKETS < keep)
     counts = (sample.select([pl.col(n).n_unique().alias(f"{n}__n") for n in rest])
-              .collect(engine="streaming").row(0, named=True))
+              .pipe(io.collect, source, streaming=True).row(0, named=True))
     if sample is not lf:  # a distinct-values pass streams where n_unique() would not
         for n in rest:
             if dtypes[n] == pl.String and counts[f"{n}__n"] <= MAX_CATEGORIES:
                 counts[f"{n}__n"] = (lf.select(pl.col(n)).unique().select(pl.len())
-                                     .collect(engine="streaming").item())
+                                     .pipe(io.collect, source, streaming=True).item())
     overall.update(counts)
     per_user = (sample.group_by(user).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
-                .collect(engine="streaming").row(0, named=True))
+                .pipe(io.collect, source, streaming=True).row(0, named=True))
     per_item = (sample.group_by(item).agg(pl.col(rest).n_unique()).select(pl.col(rest).max())
-                .collect(engine="streaming").row(0, named=True))
+                .pipe(io.collect, source, streaming=True).row(0, named=True))
     for n in rest:
         overall[f"{n}__user"] = per_user[n]
         overall[f"{n}__item"] = per_item[n]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from recsynth import io
 from recsynth.errors import DataError, UsageError
 
 
@@ -22,7 +23,7 @@ def holdout_users(users: pl.Series, holdout_frac: float, seed: int) -> pl.Series
 
 def split_frame(lf: pl.LazyFrame, user_col: str, holdout_frac: float, seed: int,
                 source: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    users = lf.select(pl.col(user_col).unique()).collect().get_column(user_col)
+    users = io.collect(lf.select(pl.col(user_col).unique()), source).get_column(user_col)
     if users.null_count():
         raise DataError(f"{source}: column {user_col!r} has null user keys")
     if len(users) < 2:

@@ -227,6 +227,9 @@ def test_disjoint_communities_stay_disjoint(tmp_path: Path,
     ("one_item", "2 items"),
     ("null_keys", "null key"),
     ("mixed_parts", "is String here but Int64"),
+    ("float_keys", "user keys of dtype Float64 are not supported"),
+    ("enum_keys", "user keys of dtype Enum are not supported"),
+    ("corrupt", "cannot read"),
 ])
 def test_fit_bad_input(case: str, message: str, tmp_path: Path,
                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,6 +237,10 @@ def test_fit_bad_input(case: str, message: str, tmp_path: Path,
         "one_user": pl.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3]}),
         "one_item": pl.DataFrame({"user_id": [1, 2, 3], "item_id": [7, 7, 7]}),
         "null_keys": pl.DataFrame({"user_id": [1, None, 2], "item_id": [1, 2, 3]}),
+        "float_keys": pl.DataFrame({"user_id": [1.5, 2.5, 3.5], "item_id": [1, 2, 3]}),
+        "enum_keys": pl.DataFrame({"user_id": pl.Series(["a", "b", "c"],
+                                                        dtype=pl.Enum(["a", "b", "c"])),
+                                   "item_id": [1, 2, 3]}),
     }
     if case == "mixed_parts":
         data = tmp_path / "parts"
@@ -241,6 +248,14 @@ def test_fit_bad_input(case: str, message: str, tmp_path: Path,
         pl.DataFrame({"user_id": [1, 2], "item_id": [1, 2]}).write_parquet(data / "a.parquet")
         pl.DataFrame({"user_id": [3, 4], "item_id": ["1", "3"]}).write_parquet(
             data / "b.parquet")
+    elif case == "corrupt":  # footer intact, pages scrambled: fails only when rows are read
+        data = tmp_path / "log.parquet"
+        pl.DataFrame({"user_id": list(range(200)), "item_id": list(range(200)),
+                      "rating": [4] * 200}).write_parquet(data)
+        raw = bytearray(data.read_bytes())
+        for k in range(100, len(raw) // 2):
+            raw[k] = (raw[k] * 7 + 3) % 256
+        data.write_bytes(bytes(raw))
     else:
         data = tmp_path / "log.parquet"
         frames[case].write_parquet(data)
@@ -248,6 +263,29 @@ def test_fit_bad_input(case: str, message: str, tmp_path: Path,
     code, _, err = run(["fit", str(data), "--out", str(out)], capsys)
     assert code == 3 and message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_synthetic_user_keys_never_wrap_nor_collide() -> None:
+    from types import SimpleNamespace
+
+    from recsynth.fitting import _user_key_info
+    from recsynth.sampling import user_keys
+
+    def model(info: dict) -> SimpleNamespace:
+        return SimpleNamespace(user_key=info, schema=SimpleNamespace(user_col="u"))
+
+    top = 2**63 - 3  # Int64 keys near the maximum: three fit, a fourth would wrap
+    assert user_keys(model({"dtype": "Int64", "first_new": top}), 0, 3).to_list() == \
+        [top, top + 1, top + 2]
+    with pytest.raises(DataError, match="do not fit the real key dtype Int64"):
+        user_keys(model({"dtype": "Int64", "first_new": top}), 0, 4)
+    huge = _user_key_info(pl.Series([2**63 + 5], dtype=pl.UInt64))  # beyond Int64
+    keys = user_keys(model(huge), 1, 2)
+    assert keys.dtype == pl.UInt64 and keys.to_list() == [2**63 + 7, 2**63 + 8]
+    # string keys: a prefix no real key starts with
+    info = _user_key_info(pl.Series(["syn-000000000", "syn-000000001", "x"]))
+    assert info["prefix"] == "syn2-"
+    assert user_keys(model(info), 0, 2).to_list() == ["syn2-000000000", "syn2-000000001"]
 
 
 def test_duplicate_rows_and_all_null_columns_are_accepted(sample_frame: pl.DataFrame,
