@@ -41,6 +41,7 @@ from recsynth.resume import (
     save_checkpoint,
 )
 from recsynth.rowmodel import RowModel
+from recsynth.rowparts import Nulls
 from recsynth.schema import Schema, resolve_schema, schema_to_dict
 from recsynth.side_tables import join_side_table
 from recsynth.split import holdout_users
@@ -341,7 +342,12 @@ def _fit_rows(lf: pl.LazyFrame, schema: Schema, catalog: pl.Series,
     rows = rows_of(lf, schema.user_col, chosen, source)
     item_cols = [c.name for c in schema.item_attributes()]
     items = first_per_key(lf, schema.item_col, item_cols, source) if item_cols else None
-    return RowModel.fit(rows, schema, catalog, like_threshold, item_values=items)
+    model = RowModel.fit(rows, schema, catalog, like_threshold, item_values=items)
+    for part in model.parts:  # say which real values will not come back
+        if isinstance(part, Nulls) and rows.get_column(part.name).null_count() < rows.height:
+            on_stage(f"warning: column {part.name!r} ({part.dtype}) is not modelled; "
+                     "synthetic rows get nulls there")
+    return model
 
 
 def _user_attributes(lf: pl.LazyFrame, schema: Schema, source: str) -> pl.DataFrame | None:

@@ -18,7 +18,8 @@ How each column is generated, by role and level:
 - rating: the item's rating counts restricted to the liked half (>= like_threshold) or to
   the other half, smoothed towards that half's global counts; the global half alone when
   the item has fewer than MIN_HALF_RATINGS ratings there (the full global distribution if
-  the real data has no rating in that half). Null ratings only come out when liked is None.
+  the real data has no rating in that half). Null and NaN ratings belong to the other half
+  (fit does not count them as liked), so their rate among the other rows is reproduced.
 - categorical, boolean, numeric with <= MAX_DISCRETE distinct values: the item's value
   counts smoothed towards the global counts; null is a value, so null rates match.
 - numeric: inverse CDF through the item's ITEM_KNOTS quantiles (items with at least
@@ -31,7 +32,8 @@ How each column is generated, by role and level:
   grid. A timeline that would end after the real maximum is shifted back; one longer than
   the real window is compressed into it, so times stay within the real [min, max]. A
   calibration chosen at fit time (see `timeline.Timeline`) then warps the times, or
-  shifts each user's timeline, towards the real timestamp marginal.
+  shifts each user's timeline, towards the real timestamp marginal. Rows whose real time
+  is null (or NaN) have their share of rows set null at random.
   Rows are shuffled within each user first, so the input's item order carries no meaning.
 - identifier, level row: one new id per session (a user's first row and every row after a
   positive gap): f"{user_key}{sep}{n}" for string dtypes, with `sep` a separator that no
@@ -316,8 +318,10 @@ def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.S
     if col.role == "item_key":
         return ItemValue(col.name, s.dtype, catalog)
     if col.role == "timestamp":
-        return Timestamp(col.name, s.dtype) if timeline is not None else Nulls(col.name,
-                                                                               s.dtype)
+        if timeline is None:
+            return Nulls(col.name, s.dtype)
+        missing = s.is_null() | (s.is_nan() if s.dtype.is_float() else False)
+        return Timestamp(col.name, s.dtype, float(missing.mean()) if len(s) else 0.0)
     if col.level == "item":
         return ItemValue(col.name, s.dtype, _item_values(item_values, item, col.name, catalog))
     if col.role == "identifier":

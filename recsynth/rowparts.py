@@ -155,10 +155,22 @@ class Timestamp(Part):
     kind: ClassVar[str] = "timestamp"
     name: str
     dtype: pl.DataType
+    null_rate: float = 0.0  # share of real rows without a time: as many rows come out null
 
     def sample(self, batch: Batch, rng: np.random.Generator) -> pl.Series:
         assert batch.times is not None
-        return from_physical(self.name, batch.times, self.dtype)
+        times = from_physical(self.name, batch.times, self.dtype)
+        if self.null_rate > 0.0:  # no draw otherwise: logs without null times keep their bytes
+            times = times.scatter(np.flatnonzero(rng.random(batch.size) < self.null_rate), None)
+        return times
+
+    def meta(self) -> dict[str, Any]:
+        return {"null_rate": self.null_rate}
+
+    @classmethod
+    def restore(cls, name: str, dtype: pl.DataType, meta: dict, tables: dict,
+                ctx: Context) -> Timestamp:
+        return cls(name, dtype, float(meta.get("null_rate", 0.0)))  # absent: earlier models
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,7 +291,7 @@ class Rating(Categorical):
         assert self.threshold is not None
         with np.errstate(invalid="ignore"):
             liked = value >= self.threshold
-            disliked = value < self.threshold
+            disliked = ~liked  # null and NaN too: fit put their rows in the other channel
         return (Sampler.build(self.counts.restrict(liked)),
                 Sampler.build(self.counts.restrict(disliked)))
 

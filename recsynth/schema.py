@@ -229,7 +229,7 @@ def _column_stats(lf: pl.LazyFrame, user: str, item: str, rest: list[str], time:
 def _value_role(dtype: pl.DataType, n_unique: int) -> str:
     if dtype == pl.Boolean or isinstance(dtype, (pl.Categorical, pl.Enum)):
         return "categorical"
-    if dtype.is_numeric():
+    if dtype.is_numeric() or dtype.is_temporal():  # a second date/time: by its physical value
         return "numeric"
     if dtype == pl.String:
         return "identifier" if n_unique > MAX_CATEGORIES else "categorical"

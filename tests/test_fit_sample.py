@@ -265,6 +265,31 @@ def test_fit_bad_input(case: str, message: str, tmp_path: Path,
     assert not out.exists()
 
 
+def test_other_dates_are_modelled_and_unmodelled_columns_are_named(
+        sample_frame: pl.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second date or a duration is a numeric column (by its physical value); a nested
+    column cannot be modelled, comes out null, and fit says so."""
+    n = sample_frame.height
+    log = sample_frame.with_columns(
+        (pl.date(2020, 1, 1) + pl.duration(days=pl.int_range(n) % 97)).alias("ship_day"),
+        pl.duration(minutes=pl.int_range(n) % 50).alias("wait"),
+        pl.concat_list(pl.int_range(n), pl.int_range(n)).alias("tags"))
+    data = tmp_path / "log.parquet"
+    log.write_parquet(data)
+    code, _, err = run(["fit", str(data), "--out", str(tmp_path / "m"), "--epochs", "0"],
+                       capsys)
+    assert code == 0 and "column 'tags' (List(Int64)) is not modelled" in err
+    assert "'ship_day'" not in err and "'wait'" not in err
+    out = tmp_path / "syn.parquet"
+    assert main(["sample", str(tmp_path / "m"), "--users", "50", "--out", str(out), "-q"]) == 0
+    syn = pl.read_parquet(out)
+    assert syn.schema == log.schema
+    for col in ("ship_day", "wait"):
+        assert syn[col].null_count() == 0
+        assert log[col].min() <= syn[col].min() and syn[col].max() <= log[col].max()
+    assert syn["tags"].null_count() == syn.height
+
+
 def test_synthetic_user_keys_never_wrap_nor_collide() -> None:
     from types import SimpleNamespace
 

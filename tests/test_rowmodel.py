@@ -218,6 +218,32 @@ def test_liked_flags_pick_the_rating_half(rated):
     assert high > low + 1
 
 
+def test_null_ratings_and_times_keep_their_real_rates(rated, tmp_path: Path):
+    frame, schema = rated
+    rng = np.random.default_rng(11)
+    frame = frame.with_columns(
+        pl.when(pl.Series(rng.random(frame.height) < 0.2)).then(None)
+        .otherwise(pl.col("stars")).alias("stars"),
+        pl.when(pl.Series(rng.random(frame.height) < 0.15)).then(None)
+        .otherwise(pl.col("ts")).alias("ts"))
+    catalog = _catalog(frame, "movie_id")
+    model = RowModel.fit(frame, schema, catalog, like_threshold=4)
+    model.save(tmp_path)
+    model = RowModel.load(tmp_path)  # the null rate of the times is saved with the model
+    ui, ii, keys = _replay(frame, catalog, "user_id", "movie_id")
+    real_liked = (frame.sort("user_id", maintain_order=True)["stars"] >= 4).fill_null(False)
+    out = model.sample(ui, ii, real_liked.to_numpy(), keys, np.random.default_rng(3))
+    other = frame.filter(~(pl.col("stars") >= 4).fill_null(False))
+    real_rate = other["stars"].null_count() / other.height  # nulls are all 'other' rows
+    flags = pl.DataFrame({"user_id": keys.gather(ui), "movie_id": catalog.gather(ii),
+                          "liked": real_liked})
+    joined = out.join(flags, on=["user_id", "movie_id"], how="left")
+    syn_other = joined.filter(~pl.col("liked"))
+    assert abs(syn_other["stars"].null_count() / syn_other.height - real_rate) < 0.05
+    assert joined.filter(pl.col("liked"))["stars"].null_count() == 0
+    assert abs(out["ts"].null_count() / out.height - 0.15) < 0.04
+
+
 def test_epoch_timestamps_and_numeric_identifiers(rated):
     frame, schema = rated
     catalog = _catalog(frame, "movie_id")
