@@ -26,7 +26,7 @@ def resolve_parquet_paths(spec: str | os.PathLike[str]) -> list[Path]:
         if not files:
             raise DataError(f"{text}: no file matches this glob")
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        files = sorted(p for p in path.rglob("*.parquet") if p.is_file() and _is_data(path, p))
         if not files:
             raise DataError(f"{text}: directory holds no *.parquet file")
     elif path.is_file():
@@ -36,6 +36,21 @@ def resolve_parquet_paths(spec: str | os.PathLike[str]) -> list[Path]:
     for f in files:
         _check_parquet_file(f)
     return files
+
+
+def _is_data(root: Path, file: Path) -> bool:
+    """A part of the log under directory `root`: not hidden or underscored ('.tmp' files of
+    an unfinished write, Spark's '_temporary'), not inside a recsynth model directory."""
+    parts = file.relative_to(root).parts
+    if any(p.startswith((".", "_")) for p in parts):
+        return False
+    return not any((root.joinpath(*parts[:k]) / "weights.pt").is_file()
+                   for k in range(1, len(parts)))
+
+
+def _hive(root: Path, files: list[Path]) -> bool:
+    """Parts under key=value folders (Spark, polars, pyarrow datasets): read the keys too."""
+    return any("=" in p for f in files for p in f.relative_to(root).parts[:-1])
 
 
 def _check_parquet_file(path: Path) -> None:
@@ -67,7 +82,9 @@ def scan(spec: str | os.PathLike[str]) -> pl.LazyFrame:
                 raise DataError(
                     f"{f}: column {name!r} is {dtype} here but {first[name]} in {files[0]}"
                 )
-    return pl.scan_parquet([str(f) for f in files])
+    root = Path(os.fspath(spec))
+    hive = root.is_dir() and _hive(root, files)
+    return pl.scan_parquet([str(f) for f in files], hive_partitioning=hive)
 
 
 def _file_schema(path: Path) -> dict[str, pl.DataType]:

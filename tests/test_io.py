@@ -23,6 +23,21 @@ def test_file_directory_and_glob_resolve_to_the_same_rows(tmp_path: Path) -> Non
     assert io.scan(str(tmp_path / "parts" / "*.parquet")).collect().height == 3
 
 
+def test_directory_reads_hive_keys_and_skips_models_and_hidden_parts(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    _write(log / "country=FR" / "a.parquet", pl.DataFrame({"user_id": [1, 2], "item_id": [3, 4]}))
+    _write(log / "country=DE" / "b.parquet", pl.DataFrame({"user_id": [5], "item_id": [6]}))
+    # a model written into the data folder, an unfinished write, a Spark marker folder
+    _write(log / "model" / "catalog.parquet", pl.DataFrame({"item": [3]}))
+    (log / "model" / "weights.pt").write_bytes(b"x")
+    _write(log / ".out.abc.tmp" / "part-00000.parquet", pl.DataFrame({"x": [1]}))
+    _write(log / "_temporary" / "p.parquet", pl.DataFrame({"x": [1]}))
+    assert [p.parent.name for p in io.resolve_parquet_paths(log)] == ["country=DE", "country=FR"]
+    frame = io.scan(log).collect().sort("user_id")
+    assert frame.columns == ["user_id", "item_id", "country"]
+    assert frame["country"].to_list() == ["FR", "FR", "DE"]
+
+
 @pytest.mark.parametrize("content,problem", [(b"", "empty"), (b"user_id,item_id\n1,2\n", "not a Parquet")])
 def test_empty_or_non_parquet_file_is_named(tmp_path: Path, content: bytes, problem: str) -> None:
     bad = tmp_path / "log.parquet"
