@@ -136,7 +136,7 @@ class UtilityCheck:
     def per_user(self, generator: ResidualGenerator) -> np.ndarray:
         """NDCG@10 of every held-out user (for paired comparisons between settings)."""
         syn = self.generated(generator, first_channel=True)
-        model = EASE(lambdas=CHECK_LAMBDA).fit(syn, np.random.default_rng(0))
+        model = EASE(lambdas=CHECK_LAMBDA, dense=False).fit(syn, np.random.default_rng(0))
         scores = []
         for lo in range(0, self.foldin.shape[0], SCORE_CHUNK):  # users x items doubles
             foldin = self.foldin[lo:lo + SCORE_CHUNK]

@@ -132,6 +132,22 @@ def test_ease_weights_match_the_closed_form(shape: tuple[int, int]):
     np.testing.assert_allclose(ease_weights(x, lam), b, atol=1e-5)
 
 
+def test_ease_low_rank_scores_equal_the_dense_ones():
+    """dense=False (fit's check on wide catalogs) skips B but ranks as B does."""
+    x = sp.random(40, 120, density=0.1, random_state=3, format="csr")
+    x.data[:] = 1
+    history = sp.random(15, 120, density=0.05, random_state=4, format="csr")
+    history.data[:] = 1
+    dense = EASE(lambdas=20.0).fit(x, np.random.default_rng(0))
+    low = EASE(lambdas=20.0, dense=False).fit(x, np.random.default_rng(0))
+    assert dense.weights is not None and low.weights is None and low.low_rank is not None
+    a, b = dense.score(history), low.score(history)
+    np.testing.assert_allclose(b, a, atol=1e-5)
+    assert np.array_equal(top_k(a, history, 10), top_k(b, history, 10))
+    tall = EASE(lambdas=20.0, dense=False).fit(x[:, :30], np.random.default_rng(0))
+    assert tall.weights is not None  # more users than items: B is the cheap way
+
+
 def test_ease_picks_lambda_from_grid(toy: sp.csr_matrix):
     rec = EASE().fit(toy, np.random.default_rng(0))
     assert rec.lam in LAMBDA_GRID

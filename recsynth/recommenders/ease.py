@@ -85,6 +85,24 @@ def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
     return b.astype(np.float32)
 
 
+def low_rank_parts(x: sp.csr_matrix, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Q, c, diag P) with P = Q diag(c) Qᵀ + I/λ, from the users' side: items x users
+    numbers instead of the dense items x items B (fewer users than items)."""
+    w, q = gram_eigen(x)
+    coef = 1.0 / (w + lam) - 1.0 / lam
+    return q, coef, (q * q) @ coef + 1.0 / lam
+
+
+def low_rank_scores(h: sp.csr_matrix, parts: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    lam: float) -> np.ndarray:
+    """h B without forming B = I − P / diag(P): (hB)ᵢ = −(hP)ᵢ / Pᵢᵢ + hᵢ (diag(B) = 0),
+    with hP = (hQ) diag(c) Qᵀ + h/λ; float64 math, float32 out."""
+    q, coef, diag = parts
+    dense = h.toarray().astype(np.float64)
+    hp = (np.asarray(h @ q) * coef) @ q.T + dense / lam
+    return (dense - hp / diag).astype(np.float32)
+
+
 def select_lambda(
     x: sp.csr_matrix, lambdas: Sequence[float], rng: np.random.Generator
 ) -> tuple[float, dict[float, float]]:
@@ -147,13 +165,17 @@ class EASE:
     Catalog cap: only the `max_items` most popular training items (default 10,000) enter
     the dense item x item model, because its cost is O(n_items³) time and O(n_items²)
     memory. Other items, and items no training user holds, get `UNMODELLED_SCORE` so they
-    rank after every modelled item.
+    rank after every modelled item. `dense=False` with fewer training users than items
+    keeps the users-side factors instead of B and scores through them: the same scores up
+    to rounding, without the items x items product (fit's held-out check on wide catalogs;
+    evaluate keeps B, so its figures stay as recorded).
     """
 
     name = "ease"
 
     def __init__(
-        self, lambdas: Sequence[float] | float = LAMBDA_GRID, max_items: int = 10_000
+        self, lambdas: Sequence[float] | float = LAMBDA_GRID, max_items: int = 10_000,
+        dense: bool = True
     ) -> None:
         grid = [float(lambdas)] if isinstance(lambdas, (int, float)) else list(lambdas)
         if not grid or min(grid) <= 0:
@@ -165,7 +187,9 @@ class EASE:
         self.lam: float | None = None
         self.validation: dict[float, float] = {}
         self.items: np.ndarray | None = None
+        self.dense = dense
         self.weights: np.ndarray | None = None
+        self.low_rank: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.n_items = 0
 
     def fit(self, train: sp.csr_matrix, rng: np.random.Generator) -> EASE:
@@ -177,7 +201,10 @@ class EASE:
             self.lam, self.validation = self.lambdas[0], {}
         else:
             self.lam, self.validation = select_lambda(xk, self.lambdas, rng)
-        self.weights = ease_weights(xk, self.lam)
+        if not self.dense and xk.shape[0] < xk.shape[1]:
+            self.weights, self.low_rank = None, low_rank_parts(xk, self.lam)
+        else:
+            self.weights, self.low_rank = ease_weights(xk, self.lam), None
         return self
 
     def params(self) -> dict[str, object]:
@@ -189,11 +216,15 @@ class EASE:
         }
 
     def score(self, history: sp.csr_matrix) -> np.ndarray:
-        if self.weights is None or self.items is None:
+        if (self.weights is None and self.low_rank is None) or self.items is None:
             raise RuntimeError("fit() before score()")
         if history.shape[1] != self.n_items:
             raise ValueError(f"history has {history.shape[1]} items, model {self.n_items}")
         h = sp.csr_matrix(history, dtype=np.float32)[:, self.items]
         out = np.full((history.shape[0], self.n_items), UNMODELLED_SCORE, dtype=np.float32)
-        out[:, self.items] = np.asarray(h @ self.weights, dtype=np.float32)
+        if self.low_rank is not None:
+            assert self.lam is not None
+            out[:, self.items] = low_rank_scores(h, self.low_rank, self.lam)
+        else:
+            out[:, self.items] = np.asarray(h @ self.weights, dtype=np.float32)
         return out
