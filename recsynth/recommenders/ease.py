@@ -76,9 +76,8 @@ def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
         eye = np.eye(n_items)
         p = sla.cho_solve(sla.cho_factor(g, overwrite_a=True), eye, overwrite_b=True)
     else:  # low rank: Woodbury through the users' side
-        w, q = gram_eigen(x)
-        inv, _ = _inverse_parts(w, q, lam)
-        p = (q * (inv - 1.0 / lam)) @ q.T
+        q, coef, _ = low_rank_parts(x, lam)
+        p = (q * coef) @ q.T
         p[np.diag_indices_from(p)] += 1.0 / lam
     b = -p / np.diag(p)[None, :]
     b[np.diag_indices_from(b)] = 0.0
