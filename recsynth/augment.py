@@ -35,7 +35,7 @@ from recsynth.errors import DataError, UsageError
 from recsynth.filtering import candidates
 from recsynth.inputs import check_keys, fresh_prefix
 from recsynth.sampling import Shaping, generate_batch, make_shaping
-from recsynth.side_tables import join_side_table
+from recsynth.side_tables import join_side_tables
 
 SUMMARY_SCHEMA_VERSION = 1
 MARK_COL = "is_synthetic"
@@ -136,13 +136,14 @@ def plan_groups(strategy: str, column: str | None, model: Model, frame: pl.DataF
     if not eligible:
         raise DataError(f"balance:{column}: none of the data's values can be generated")
     added = balance_allocation(before, eligible, n_new)
-    if not sum(added.values()):
+    n_added = sum(added.values())
+    if not n_added:
         raise DataError(f"balance:{column}: only {', '.join(sorted(eligible))} can be generated "
                         f"(the model saw fewer than {MIN_GROUP_USERS} fitting users of "
                         f"{len(skipped)} other values), and adding to the largest group would "
                         "widen the imbalance; nothing to add")
-    if sum(added.values()) < n_new:
-        on_stage(f"balance:{column}: adding {sum(added.values())} users, not {n_new}: the "
+    if n_added < n_new:
+        on_stage(f"balance:{column}: adding {n_added} users, not {n_new}: the "
                  f"{len(skipped)} values with fewer than {MIN_GROUP_USERS} fitting users cannot "
                  "be generated, and no group is grown past the largest one")
     groups = [Group(f"{column}={v}", k, make_shaping(model, Request(where=((column, v),)),
@@ -197,10 +198,8 @@ def augment(data: str, model: Model, out: str, strategy_text: str, *, ratio: flo
         raise UsageError(f"--batch-users must be at least 1 (got {batch_users})")
     io.check_writable(out, overwrite)
     on_stage(f"reading {data}")
-    lf = io.scan(data)
-    for table, key in ((users_table, model.schema.user_col), (items_table, model.schema.item_col)):
-        if table is not None:
-            lf = join_side_table(lf, data, table, key)
+    lf = join_side_tables(io.scan(data), data, model.schema.user_col, model.schema.item_col,
+                          users_table, items_table)
     frame = io.collect(lf, data)
     expected = model.rowmodel.template.columns
     missing = [c for c in expected if c not in frame.columns]

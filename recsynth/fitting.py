@@ -43,7 +43,7 @@ from recsynth.resume import (
 from recsynth.rowmodel import RowModel
 from recsynth.rowparts import Nulls
 from recsynth.schema import Schema, resolve_schema, schema_to_dict
-from recsynth.side_tables import join_side_table
+from recsynth.side_tables import join_side_tables
 from recsynth.split import holdout_users
 from recsynth.streaming import (
     encode_log,
@@ -97,9 +97,8 @@ def scan_log(data: str, schema_file: str | None, user_col: str | None, item_col:
     schema = resolve_schema(lf, str(data), schema_file, user_col, item_col, time_col)
     if users_table is None and items_table is None:
         return lf.select(schema.names), schema
-    for table, key in ((users_table, schema.user_col), (items_table, schema.item_col)):
-        if table is not None:
-            lf = join_side_table(lf, str(data), table, key)
+    lf = join_side_tables(lf, str(data), schema.user_col, schema.item_col, users_table,
+                          items_table)
     schema = resolve_schema(lf, str(data), schema_file, schema.user_col,
                             schema.item_col, schema.time_col)
     return lf.select(schema.names), schema

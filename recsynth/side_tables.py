@@ -48,3 +48,12 @@ def join_side_table(log: pl.LazyFrame, source: str, path: str, key: str) -> pl.L
         raise DataError(f"{path}: column {clash[0]!r} is also in {source}; rename it in one "
                         "of them")
     return log.join(side.lazy(), on=key, how="left", maintain_order="left")
+
+
+def join_side_tables(log: pl.LazyFrame, source: str, user_col: str, item_col: str,
+                     users_table: str | None, items_table: str | None) -> pl.LazyFrame:
+    """The user and the item side table (either may be None) joined on their keys."""
+    for table, key in ((users_table, user_col), (items_table, item_col)):
+        if table is not None:
+            log = join_side_table(log, source, table, key)
+    return log
