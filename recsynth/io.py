@@ -26,7 +26,9 @@ def resolve_parquet_paths(spec: str | os.PathLike[str]) -> list[Path]:
         if not files:
             raise DataError(f"{text}: no file matches this glob")
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file() and _is_data(path, p))
+        models = {w.parent for w in path.rglob("weights.pt")}  # recsynth model directories
+        files = sorted(p for p in path.rglob("*.parquet")
+                       if p.is_file() and _is_data(path, p, models))
         if not files:
             raise DataError(f"{text}: directory holds no *.parquet file")
     elif path.is_file():
@@ -38,14 +40,12 @@ def resolve_parquet_paths(spec: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def _is_data(root: Path, file: Path) -> bool:
+def _is_data(root: Path, file: Path, models: set[Path]) -> bool:
     """A part of the log under directory `root`: not hidden or underscored ('.tmp' files of
-    an unfinished write, Spark's '_temporary'), not inside a recsynth model directory."""
-    parts = file.relative_to(root).parts
-    if any(p.startswith((".", "_")) for p in parts):
+    an unfinished write, Spark's '_temporary'), not inside one of the `models` directories."""
+    if any(p.startswith((".", "_")) for p in file.relative_to(root).parts):
         return False
-    return not any((root.joinpath(*parts[:k]) / "weights.pt").is_file()
-                   for k in range(1, len(parts)))
+    return not any(d in models for d in file.parents if d != root and d.is_relative_to(root))
 
 
 def _hive(root: Path, files: list[Path]) -> bool:
