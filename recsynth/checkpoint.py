@@ -130,9 +130,7 @@ def load_model(directory: str | Path) -> Model:
         raise DataError(f"{d / 'weights.pt'}: expected a dict of tensors")
     try:
         # absent other_softness: a model from before the softer other channel
-        saved = meta["model"]
-        config = config_from_dict({"other_softness": 1.0, **saved} if isinstance(saved, dict)
-                                  else saved)
+        config = config_from_dict(meta["model"], absent={"other_softness": 1.0})
         try:
             validate_config(config)
         except UsageError as exc:

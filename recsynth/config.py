@@ -135,11 +135,13 @@ def validate_config(config: ModelConfig) -> None:
             raise UsageError(f"--max-grad-norm must be positive (got {config.max_grad_norm})")
 
 
-def config_from_dict(raw: Any) -> ModelConfig:
+def config_from_dict(raw: Any, absent: dict[str, Any] | None = None) -> ModelConfig:
     """A saved config (config.json's "model"), every field of its declared type: a model
-    directory edited by hand fails here, in one line, not deep inside sampling."""
+    directory edited by hand fails here, in one line, not deep inside sampling. `absent`:
+    values for settings older models lack, where today's default would change them."""
     if not isinstance(raw, dict):
         raise ValueError("'model' is not a JSON object")
+    raw = {**(absent or {}), **raw}
     hints = typing.get_type_hints(ModelConfig)
     for name, value in raw.items():
         if name not in hints:
