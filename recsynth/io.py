@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recsynth.errors import DataError, OutputExistsError, first_line
+from recsynth.errors import DataError, OutputExistsError, UsageError, first_line
 
 _MAGIC = b"PAR1"
 
@@ -105,22 +105,57 @@ def collect(lf: pl.LazyFrame, source: str | os.PathLike[str],
 
 
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse to replace existing data unless asked; checked before any work starts."""
+    """Refuse to replace existing data unless asked, and an output that cannot be created;
+    checked before any work starts. Creates nothing, so a run that fails leaves no folders
+    behind (`made_parents` creates them when the output is written)."""
     out = Path(path)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists (pass --overwrite to replace it)")
-    if not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    ancestor = out.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{out}: cannot be written ({ancestor} is not a directory)")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{out}: cannot be written ({ancestor} is not writable)")
     return out
+
+
+@contextmanager
+def made_parents(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Create the missing folders above `path`; if the block fails, remove those of them
+    that are still empty, so a failed run leaves the file system as it found it."""
+    missing = []
+    parent = Path(path).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    Path(path).absolute().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # something else was written there meanwhile: keep it
+                break
+        raise
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename onto it only if the block succeeds.
 
-    A crash or Ctrl-C leaves the destination untouched and the temp path removed.
+    A crash or Ctrl-C leaves the destination untouched, the temp path removed and no
+    folder created for it.
     """
     out = check_writable(path, overwrite)
+    with made_parents(out), _atomic(out) as tmp:
+        yield tmp
+
+
+@contextmanager
+def _atomic(out: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -43,7 +43,10 @@ def resume_key(inputs: list[dict[str, Any]], settings: dict[str, Any]) -> str:
 
 
 def save_checkpoint(path: Path, key: str, state: dict[str, Any]) -> None:
-    """Write to a temp file and rename, so an interrupt mid-write keeps the previous one."""
+    """Write to a temp file and rename, so an interrupt mid-write keeps the previous one.
+    The folder is made here, not when fit starts: a fit that fails before its first
+    checkpoint leaves no folder behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         torch.save({"key": key, "state": state}, tmp)

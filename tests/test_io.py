@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from recsynth import io
-from recsynth.errors import DataError, OutputExistsError
+from recsynth.errors import DataError, OutputExistsError, UsageError
 
 
 def _write(path: Path, df: pl.DataFrame) -> Path:
@@ -82,3 +82,30 @@ def test_existing_output_is_refused_without_overwrite(tmp_path: Path) -> None:
     assert target.read_text() == "keep me"
     io.write_text("new", target, overwrite=True)
     assert target.read_text() == "new"
+
+
+def test_a_failed_write_leaves_no_folder_it_created(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "out.parquet"
+    assert io.check_writable(out, overwrite=False) == out
+    assert not (tmp_path / "new").exists()  # checked, not created
+    with pytest.raises(RuntimeError), io.atomic_path(out) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert not (tmp_path / "new").exists()
+    with io.atomic_path(out) as tmp:
+        tmp.write_text("whole")
+    assert out.read_text() == "whole"
+
+
+def test_a_failed_write_keeps_a_created_folder_that_got_other_files(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "out.parquet"
+    with pytest.raises(RuntimeError), io.atomic_path(out):
+        (tmp_path / "new" / "checkpoint.pt").write_text("kept")
+        raise RuntimeError("interrupted")
+    assert (tmp_path / "new" / "checkpoint.pt").read_text() == "kept"
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is not a directory"):
+        io.check_writable(tmp_path / "file" / "sub" / "out.parquet", overwrite=False)

@@ -110,7 +110,7 @@ def test_bad_html_path_is_one_line_before_any_work(case: str, split_dir: Path, t
     extra, code, message = {
         "exists": (["--html", str(existing)], 4, "already exists"),
         "directory": (["--html", str(tmp_path)], 2, "is a directory"),
-        "parent_is_file": (["--html", str(tmp_path / "afile" / "r.html")], 2, "cannot write"),
+        "parent_is_file": (["--html", str(tmp_path / "afile" / "r.html")], 2, "is not a directory"),
         "model_alone": (["--model", str(tmp_path)], 2, "pass --html too"),
         "same_as_out": (["--html", str(tmp_path / "r"), "--out", str(tmp_path / "r")], 2,
                         "same file"),

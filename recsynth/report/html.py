@@ -6,7 +6,6 @@ attached to a ticket. Every piece of text from the data goes through `html.escap
 
 from __future__ import annotations
 
-import os
 import re
 from html import escape
 from pathlib import Path
@@ -32,13 +31,9 @@ def check_html_path(path: str, overwrite: bool) -> Path:
     if out.is_dir():
         raise UsageError(f"--html {path}: is a directory; give a file name like report.html")
     try:
-        out = io.check_writable(out, overwrite)
-    except OSError as exc:
-        raise UsageError(f"--html {path}: cannot write there ({exc.strerror or exc})") from None
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise UsageError(f"--html {path}: cannot write there ({out.parent} is not a "
-                         "writable directory)")
-    return out
+        return io.check_writable(out, overwrite)
+    except UsageError as exc:
+        raise UsageError(f"--html {exc}") from None
 
 
 def write_html(text: str, path: str, overwrite: bool) -> None:
