@@ -155,3 +155,21 @@ def test_dp_model_with_narrow_unsigned_keys_samples(sample_frame, tmp_path: Path
     assert main(["sample", str(out), "--users", "20", "--out", str(syn), "-q"]) == 0
     keys = pl.read_parquet(syn)["user_id"]
     assert keys.dtype == pl.UInt32 and keys.n_unique() == 20 and keys.min() > len(users)
+
+
+def test_dp_string_keys_take_a_random_prefix_no_real_key_is_likely_to_share(
+        sample_frame, tmp_path: Path) -> None:
+    import polars as pl
+
+    data = tmp_path / "str.parquet"
+    # real keys that the old fixed 'syn-' prefix would have reproduced
+    sample_frame.with_columns(pl.format("syn-{}", pl.col("user_id").cast(pl.String)
+                                        .str.zfill(9)).alias("user_id")).write_parquet(data)
+    out = tmp_path / "m"
+    fit_model(str(data), str(out), ModelConfig(epsilon=8.0, epochs=1, **SMALL))
+    syn = tmp_path / "syn.parquet"
+    assert main(["sample", str(out), "--users", "20", "--out", str(syn), "-q"]) == 0
+    keys = pl.read_parquet(syn)["user_id"]
+    real = set(pl.read_parquet(data)["user_id"].to_list())
+    assert keys.n_unique() == 20 and not real & set(keys.to_list())
+    assert keys.str.contains(r"^syn-[0-9a-f]{8}-\d{9}$").all()

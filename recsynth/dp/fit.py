@@ -20,6 +20,7 @@ per-user term of L2 norm ≤ 1; the DP-SGD steps add to the same Opacus RDP hist
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -55,12 +56,14 @@ def _key_half(dtype: pl.DataType) -> int:
 
 
 def dp_user_key_info(users: pl.Series) -> dict[str, Any]:
-    """Synthetic user keys from the upper half of the key dtype (the real maximum key is
-    not read, so nothing about it is released)."""
+    """Synthetic user keys from the upper half of the key dtype, or strings behind a random
+    prefix: the real keys are not read, so nothing about them is released, and a real key
+    matches a 'syn-<8 random hex digits>-' prefix only by a 1 in 4 billion chance (a fixed
+    'syn-' would collide with any real key 'syn-000000001')."""
     dtype = str(users.dtype)
     if users.dtype.is_integer():
         return {"dtype": dtype, "first_new": _key_half(users.dtype) + 1}
-    return {"dtype": dtype, "prefix": "syn-"}
+    return {"dtype": dtype, "prefix": f"syn-{secrets.token_hex(4)}-"}
 
 
 def fit_private(frame: pl.DataFrame, schema: Schema, catalog: pl.Series, config: ModelConfig,
