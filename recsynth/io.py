@@ -111,9 +111,7 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     out = Path(path)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists (pass --overwrite to replace it)")
-    ancestor = out.absolute().parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    _, ancestor = _missing_folders(out)
     if not ancestor.is_dir():
         raise UsageError(f"{out}: cannot be written ({ancestor} is not a directory)")
     if not os.access(ancestor, os.W_OK | os.X_OK):
@@ -121,15 +119,21 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     return out
 
 
-@contextmanager
-def made_parents(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Create the missing folders above `path`; if the block fails, remove those of them
-    that are still empty, so a failed run leaves the file system as it found it."""
+def _missing_folders(path: str | os.PathLike[str]) -> tuple[list[Path], Path]:
+    """The folders above `path` that do not exist (deepest first), and the nearest that does."""
     missing = []
     parent = Path(path).absolute().parent
     while not parent.exists() and parent != parent.parent:
         missing.append(parent)
         parent = parent.parent
+    return missing, parent
+
+
+@contextmanager
+def made_parents(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Create the missing folders above `path`; if the block fails, remove those of them
+    that are still empty, so a failed run leaves the file system as it found it."""
+    missing, _ = _missing_folders(path)
     Path(path).absolute().parent.mkdir(parents=True, exist_ok=True)
     try:
         yield
