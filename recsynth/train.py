@@ -34,6 +34,12 @@ from recsynth.recommenders.ease import EASE
 CHECK_LAMBDA = 500.0
 SCORE_CHUNK = 2048  # held-out users scored at once by the check
 CHECK_MAX_GENERATED = 16_384  # generated users the check trains EASE on (decoded in chunks)
+# The check's EASE models the items most drawn for the generated users, at most this many
+# (evaluate's keeps 10,000): its eigendecomposition costs min(users, items)³. A log of
+# 2,000 users and 200,000 items (7,200 generated check users) took 625 s / 2.7 GB to fit
+# with 10,000 and 207 s / 1.9 GB with 4,096, with the same choices (benchmarks/RESULTS.md,
+# "A wide catalog"). MovieLens-100K (1,672 items) and online-retail (3,684) keep every item.
+CHECK_MAX_ITEMS = 4096
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -136,7 +142,8 @@ class UtilityCheck:
     def per_user(self, generator: ResidualGenerator) -> np.ndarray:
         """NDCG@10 of every held-out user (for paired comparisons between settings)."""
         syn = self.generated(generator, first_channel=True)
-        model = EASE(lambdas=CHECK_LAMBDA, dense=False).fit(syn, np.random.default_rng(0))
+        model = EASE(lambdas=CHECK_LAMBDA, max_items=CHECK_MAX_ITEMS, dense=False).fit(
+            syn, np.random.default_rng(0))
         scores = []
         for lo in range(0, self.foldin.shape[0], SCORE_CHUNK):  # users x items doubles
             foldin = self.foldin[lo:lo + SCORE_CHUNK]

@@ -82,3 +82,21 @@ def test_pick_temperature_spends_an_unresolved_gap_on_privacy(noise: float, slac
               "0.03": _per_user(best, 0.2, noise, 2)}  # far worse, whatever the noise
     assert search["0.02"]["check_ndcg10"] < search["0.01"]["check_ndcg10"]
     assert fitting.pick_temperature(search, 0.55, slack) == (0.02 if softer_taken else 0.01)
+
+
+def test_the_checks_ease_models_at_most_the_capped_items(
+        tmp_path: Path, sample_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its cost is min(users, items)³ per check, so a wide catalog must not set it."""
+    modelled: list[int] = []
+    real_fit = train.EASE.fit
+
+    def spy(self, data, rng):
+        model = real_fit(self, data, rng)
+        modelled.append(len(model.items))
+        return model
+
+    monkeypatch.setattr(train, "CHECK_MAX_ITEMS", 40)
+    monkeypatch.setattr(train.EASE, "fit", spy)
+    fitting.fit_model(str(sample_path), str(tmp_path / "model"), ModelConfig(epochs=0, seed=0))
+    n_items = pl.read_parquet(sample_path)["item_id"].n_unique()
+    assert modelled and n_items > 40 and max(modelled) == 40
