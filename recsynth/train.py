@@ -38,7 +38,7 @@ CHECK_MAX_GENERATED = 16_384  # generated users the check trains EASE on (decode
 # (evaluate's keeps 10,000): its eigendecomposition costs min(users, items)³. A log of
 # 2,000 users and 200,000 items (7,200 generated check users) took 625 s / 2.7 GB to fit
 # with 10,000 and 207 s / 1.9 GB with 4,096, with the same choices (benchmarks/RESULTS.md,
-# "A wide catalog"). MovieLens-100K (1,672 items) and online-retail (3,684) keep every item.
+# "A wide catalog"). MovieLens-100K (1,672 items) and online-retail (3,630) keep every item.
 CHECK_MAX_ITEMS = 4096
 EpochCallback = Callable[[dict[str, Any]], None]
 
