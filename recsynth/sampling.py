@@ -39,7 +39,8 @@ class SampleStats:
 
 
 def user_keys(model: Model, start: int, n: int) -> pl.Series:
-    """New opaque keys: integers after the largest real key, or 'syn-<n>' strings."""
+    """New opaque keys: integers after the largest real key, or '<prefix><n>' strings (the
+    prefix saved at fit: 'syn-' or one no real key starts with; a random one for DP)."""
     info = model.user_key
     name = model.schema.user_col
     if "first_new" in info:
