@@ -166,13 +166,11 @@ def _atomic(out: Path) -> Iterator[Path]:
     tmp.unlink()
     try:
         yield tmp
-        if out.is_dir() and not tmp.is_dir():
-            shutil.rmtree(out)
-        elif out.is_dir() and tmp.is_dir():
-            backup = out.with_name(f".{out.name}.old")
+        if out.exists() and (out.is_dir() or tmp.is_dir()):  # os.replace cannot swap kinds
+            backup = tmp.with_name(f"{tmp.name}.old")
             os.replace(out, backup)
             os.replace(tmp, out)
-            shutil.rmtree(backup)
+            _remove(backup)
             return
         os.replace(tmp, out)
     finally:

@@ -144,7 +144,8 @@ class RowModel:
             item_values = first_per_key(frame.lazy(), item,
                                         [c.name for c in schema.item_attributes()], "frame")
         parts = tuple(_fit_part(schema.column(n), frame, items, catalog, like_threshold,
-                                timeline, item_values, item) for n in template.columns)
+                                timeline, item_values, item, schema.user_col)
+                      for n in template.columns)
         tuple_cols = [p.name for p in parts if isinstance(p, UserValue)]
         user_tuples = _fit_user_tuples(frame, schema.user_col, tuple_cols)
         threshold = None if like_threshold is None else float(like_threshold)
@@ -156,7 +157,7 @@ class RowModel:
     def sample(self, user_index: np.ndarray, item_index: np.ndarray, liked: np.ndarray | None,
                user_keys: pl.Series, rng: np.random.Generator, *,
                user_attributes: pl.DataFrame | None = None,
-               repeats: bool = True) -> pl.DataFrame:
+               repeats: bool = True, first_user: int = 0) -> pl.DataFrame:
         """Rows for the given (user, item[, liked]) pairs, grouped by user, in time order.
 
         When the real log has repeat interactions (and `repeats`), each pair becomes r >= 1
@@ -164,15 +165,16 @@ class RowModel:
         so the frame may have more rows than the input. Rows are shuffled within each user
         before times are assigned, so output row i is not input row i; the frame carries
         the keys. `user_attributes` (one row per user key) overrides the drawn user-level
-        columns it holds; other columns are ignored.
+        columns it holds; other columns are ignored. `first_user` is the run-wide index of
+        user 0 here, which numbers fresh ids so that batches never share one.
         """
         batch = self._batch(user_index, item_index, liked, user_keys, user_attributes, rng,
-                            repeats)
+                            repeats, first_user)
         return pl.DataFrame([part.sample(batch, rng) for part in self.parts])
 
     def _batch(self, user_index: np.ndarray, item_index: np.ndarray, liked: np.ndarray | None,
                user_keys: pl.Series, user_attributes: pl.DataFrame | None,
-               rng: np.random.Generator, repeats: bool = True) -> Batch:
+               rng: np.random.Generator, repeats: bool = True, first_user: int = 0) -> Batch:
         users, items, flags = _check_rows(user_index, item_index, liked, len(user_keys),
                                           len(self.catalog))
         if flags is not None and self.like_threshold is None and self._has_rating():
@@ -192,7 +194,8 @@ class RowModel:
             times, later = self.timeline.draw(first, rng)
             new_session = first | later
         user_values = self._user_values(user_keys, user_attributes, rng)
-        return Batch(users, items, flags, user_keys, first, new_session, times, user_values)
+        return Batch(users, items, flags, user_keys, first, new_session, times, user_values,
+                     first_user)
 
     def _has_rating(self) -> bool:
         return any(isinstance(p, Rating) for p in self.parts)
@@ -310,7 +313,7 @@ def _check_catalog(catalog: pl.Series, dtype: pl.DataType, name: str) -> pl.Seri
 
 def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.Series,
               like_threshold: float | None, timeline: Timeline | None,
-              item_values: pl.DataFrame, item: str) -> Part:
+              item_values: pl.DataFrame, item: str, user: str) -> Part:
     """Choose and fit the generator for one column from its role, level and dtype."""
     s = frame.get_column(col.name)
     if col.role == "user_key":
@@ -325,7 +328,9 @@ def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.S
     if col.level == "item":
         return ItemValue(col.name, s.dtype, _item_values(item_values, item, col.name, catalog))
     if col.role == "identifier":
-        return NewId.fit(s, per_user=col.level == "user")
+        per_real_user = frame.group_by(user).agg(pl.col(col.name).n_unique()).get_column(
+            col.name).max()
+        return NewId.fit(s, per_user=col.level == "user", per_real_user=int(per_real_user or 1))
     if col.level == "user":
         return UserValue(col.name, s.dtype)
     if not is_modelable(s.dtype):

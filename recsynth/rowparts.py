@@ -35,7 +35,7 @@ from recsynth.rowvalues import (
 MIN_FALLBACK_VALUES = 100
 ATOM_REPEATS = 5
 MIN_HALF_RATINGS = 5
-SEPARATORS = ("-", "~", "#", ":", "|", "/", "_", "+", "=", ".", "-s-")
+SEPARATORS = ("-", "~", "#", ":", "|", "/", "_", "+", "=", ".")
 
 
 # ------------------------------------------------------------------ sampled batch
@@ -52,6 +52,7 @@ class Batch:
     new_session: np.ndarray
     times: np.ndarray | None
     user_values: pl.DataFrame | None
+    first_user: int = 0  # run-wide index of this batch's user 0: ids unique across batches
 
     @property
     def size(self) -> int:
@@ -177,7 +178,11 @@ class Timestamp(Part):
 class NewId(Part):
     """Fresh ids per session (level row) or per user (level user); never a real value.
 
-    Strings contain `sep`, which no real value contains; numbers start above the real max.
+    Strings are the user key, `sep` (which no real value contains) and the session number.
+    Numbers start above the real maximum and are numbered by the user's run-wide index, so
+    every batch and every part file gets its own: user u's sessions are
+    base + u·stride + (0, 1, …), where stride (a power of ten) is at least 4× the most ids
+    one real user holds; a user with more sessions than that shares the last one.
     """
 
     kind: ClassVar[str] = "new_id"
@@ -186,52 +191,93 @@ class NewId(Part):
     per_user: bool
     sep: str | None
     base: int
+    stride: int = 1
 
     @classmethod
-    def fit(cls, s: pl.Series, per_user: bool) -> Part:
+    def fit(cls, s: pl.Series, per_user: bool, per_real_user: int = 1) -> Part:
+        """`per_real_user`: the most distinct values one real user holds."""
         if s.dtype in (pl.String, pl.Categorical):
             text = s.cast(pl.String).drop_nulls()
-            sep = next((c for c in SEPARATORS if not text.str.contains(c, literal=True).any()),
-                       SEPARATORS[-1])
-            return cls(s.name, s.dtype, per_user, sep, 0)
+            return cls(s.name, s.dtype, per_user, _unused_separator(text), 0)
+        if s.dtype.is_integer():
+            top = s.max()
+            return cls(s.name, s.dtype, per_user, None, (0 if top is None else int(top)) + 1,
+                       1 if per_user else _stride(per_real_user))
         if s.dtype.is_numeric():
             values = to_float(s)
             values = values[np.isfinite(values)]
             top = int(np.floor(values.max())) if values.size else 0
-            return cls(s.name, s.dtype, per_user, None, top + 1)
+            return cls(s.name, s.dtype, per_user, None, top + 1,
+                       1 if per_user else _stride(per_real_user))
         return Nulls(s.name, s.dtype)
 
     def sample(self, batch: Batch, rng: np.random.Generator) -> pl.Series:
         if self.per_user:
             return self._per_user(batch)
         ordinal = np.cumsum(batch.new_session) - 1
-        if self.sep is None:
-            return self._numbers(self.base + ordinal)
-        heads = np.flatnonzero(batch.new_session)
         first_of_user = np.maximum.accumulate(np.where(batch.first, ordinal, 0))
-        number = ordinal - first_of_user + 1
+        number = ordinal - first_of_user  # the session's number within its user, from 0
+        if self.sep is None:
+            user = batch.first_user + batch.users
+            return self._numbers(user, np.minimum(number, self.stride - 1))
+        heads = np.flatnonzero(batch.new_session)
         frame = pl.DataFrame({"k": batch.user_keys.cast(pl.String).gather(batch.users[heads]),
-                              "n": number[heads]})
+                              "n": number[heads] + 1})
         ids = frame.select(pl.concat_str("k", pl.lit(self.sep), "n")).to_series()
         return ids.gather(ordinal).cast(self.dtype).alias(self.name)
 
     def _per_user(self, batch: Batch) -> pl.Series:
         if self.sep is None:
-            return self._numbers(self.base + batch.users)
+            return self._numbers(batch.first_user + batch.users, np.zeros(batch.size, np.int64))
         text = batch.user_keys.cast(pl.String) + f"{self.sep}u"
         return text.gather(batch.users).cast(self.dtype).alias(self.name)
 
-    def _numbers(self, values: np.ndarray) -> pl.Series:
-        """Out-of-range values (a tiny integer dtype) become null rather than wrap around."""
-        return pl.Series(self.name, values, dtype=pl.Int64).cast(self.dtype, strict=False)
+    def _numbers(self, user: np.ndarray, number: np.ndarray) -> pl.Series:
+        """base + user·stride + number, exact beyond int64 (UInt64 ids); values the dtype
+        cannot hold (a tiny integer dtype) become null rather than wrap around."""
+        offsets = user.astype(np.int64) * self.stride + number
+        if self.base + int(offsets.max(initial=0)) < 2**63:
+            values = pl.Series(self.name, offsets + self.base, dtype=pl.Int64)
+        else:
+            values = pl.Series(self.name, offsets.astype(np.uint64) + np.uint64(self.base),
+                               dtype=pl.UInt64)
+        return values.cast(self.dtype, strict=False)
 
     def meta(self) -> dict[str, Any]:
-        return {"per_user": self.per_user, "sep": self.sep, "base": self.base}
+        return {"per_user": self.per_user, "sep": self.sep, "base": self.base,
+                "stride": self.stride}
 
     @classmethod
     def restore(cls, name: str, dtype: pl.DataType, meta: dict, tables: dict,
                 ctx: Context) -> NewId:
-        return cls(name, dtype, bool(meta["per_user"]), meta["sep"], int(meta["base"]))
+        stride = int(meta.get("stride", 1 if meta["per_user"] else OLD_STRIDE))
+        return cls(name, dtype, bool(meta["per_user"]), meta["sep"], int(meta["base"]), stride)
+
+
+OLD_STRIDE = 1000  # models saved before the stride was: ids per user, numbered afresh
+
+
+def _stride(per_real_user: int) -> int:
+    """The smallest power of ten (at least 10) that is at least 4x `per_real_user`."""
+    stride = 10
+    while stride < 4 * per_real_user:
+        stride *= 10
+    return stride
+
+
+def _unused_separator(text: pl.Series) -> str:
+    """A separator no value of `text` contains: one character if one is free, else
+    '-s-', '-s1-', '-s2-', …"""
+    def free(sep: str) -> bool:
+        return not text.str.contains(sep, literal=True).any()
+
+    for sep in SEPARATORS:
+        if free(sep):
+            return sep
+    n = 0
+    while not free(sep := f"-s{n or ''}-"):
+        n += 1
+    return sep
 
 
 @dataclass(frozen=True, eq=False)

@@ -128,7 +128,8 @@ def users_to_rows(model: Model, seed: int, batch: int, start: int, n: int,
     items = model.space.to_catalog(d.user_index, d.item_index,
                                    np.random.default_rng([seed, batch, 17]))
     return model.rowmodel.sample(d.user_index, items, d.liked,
-                                 user_keys(model, start, n), rng, user_attributes=attrs)
+                                 user_keys(model, start, n), rng, user_attributes=attrs,
+                                 first_user=start)
 
 
 def generate_batch(model: Model, seed: int, batch: int, start: int, n: int,

@@ -84,6 +84,27 @@ def test_existing_output_is_refused_without_overwrite(tmp_path: Path) -> None:
     assert target.read_text() == "new"
 
 
+@pytest.mark.parametrize("old_is_dir,new_is_dir", [(False, True), (True, False),
+                                                    (True, True)])
+def test_overwrite_swaps_a_file_and_a_directory_either_way(
+        tmp_path: Path, old_is_dir: bool, new_is_dir: bool) -> None:
+    out = tmp_path / "out"
+    if old_is_dir:
+        out.mkdir()
+        (out / "part-00000.parquet").write_text("old")
+    else:
+        out.write_text("old")
+    with io.atomic_path(out, overwrite=True) as tmp:
+        if new_is_dir:
+            tmp.mkdir()
+            (tmp / "part-00000.parquet").write_text("new")
+        else:
+            tmp.write_text("new")
+    assert out.is_dir() == new_is_dir
+    assert (out / "part-00000.parquet" if new_is_dir else out).read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp or backup left
+
+
 def test_a_failed_write_leaves_no_folder_it_created(tmp_path: Path) -> None:
     out = tmp_path / "new" / "deeper" / "out.parquet"
     assert io.check_writable(out, overwrite=False) == out

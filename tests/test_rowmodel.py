@@ -255,6 +255,42 @@ def test_epoch_timestamps_and_numeric_identifiers(rated):
     assert out["review_id"].min() > frame["review_id"].max()
 
 
+def test_numeric_identifiers_never_repeat_across_batches(rated):
+    """Batches are numbered by their first user's run-wide index, so batch 2 (users 60..119)
+    never reuses batch 1's invoice or account numbers, even with UInt64 ids past int64."""
+    frame, schema = rated
+    for top in (500, 2**63 + 7):
+        log = frame.with_columns(
+            (pl.col("review_id").cast(pl.UInt64) + (top - 500)).alias("review_id"),
+            (pl.col("user_id").cast(pl.UInt64) + top).alias("account"))
+        account = Schema((*schema.columns, Column("account", "identifier", "user")))
+        catalog = _catalog(log, "movie_id")
+        model = RowModel.fit(log, account, catalog, like_threshold=4)
+        ui, ii, keys = _replay(log, catalog, "user_id", "movie_id")
+        one, two = (model.sample(ui, ii, None, keys, np.random.default_rng(b), first_user=60 * b)
+                    for b in (0, 1))
+        assert one.schema == two.schema == log.schema
+        both = pl.concat([one.with_columns(pl.lit(0).alias("b")),
+                          two.with_columns(pl.lit(1).alias("b"))])
+        for col in ("review_id", "account"):
+            assert both[col].null_count() == 0 and both[col].min() > log[col].max()
+            owners = both.group_by(col).agg(pl.struct("b", "user_id").n_unique().alias("n"))
+            assert (owners["n"] == 1).all(), col  # one (batch, user) per id
+        assert both["account"].n_unique() == 120
+        # sessions stay distinguishable: one review id per (user, time) session
+        per_user = one.group_by("user_id").agg(pl.col("ts").n_unique().alias("t"),
+                                               pl.col("review_id").n_unique().alias("i"))
+        assert (per_user["t"] == per_user["i"]).all()
+
+
+def test_string_identifiers_take_a_separator_no_real_value_holds():
+    from recsynth.rowparts import SEPARATORS, NewId
+
+    every = "".join(SEPARATORS)
+    part = NewId.fit(pl.Series("invoice", [f"a{every}", "b-s-1", "-s1-x"]), per_user=False)
+    assert part.sep == "-s2-"
+
+
 def test_liked_without_threshold_is_an_error(rated):
     frame, schema = rated
     catalog = _catalog(frame, "movie_id")
