@@ -172,8 +172,8 @@ def load_model(directory: str | Path) -> Model:
         if not (like_threshold is None or isinstance(like_threshold, (int, float))) \
                 or not isinstance(user_key, dict):
             raise ValueError("config.json: like_threshold or user_key of the wrong type")
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError, pl.exceptions.PolarsError
-            ) as exc:  # a polars error: a damaged catalog.parquet
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OSError,
+            pl.exceptions.PolarsError) as exc:  # a polars error: a damaged catalog.parquet
         raise DataError(f"{d}: model directory is incomplete or corrupt "
                         f"({first_line(exc)})") from None
     generator.eval()

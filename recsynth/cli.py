@@ -28,7 +28,7 @@ stderr = Console(stderr=True)
 SEED_ENV = "RECSYNTH_SEED"
 
 Seed = Annotated[int, typer.Option(help="Random seed; same inputs and seed, same output.",
-                                   envvar=SEED_ENV)]
+                                   envvar=SEED_ENV, min=0, max=2**32 - 1)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 UserCol = Annotated[Optional[str], typer.Option("--user-col", help="User key column.")]
 ItemCol = Annotated[Optional[str], typer.Option("--item-col", help="Item key column.")]

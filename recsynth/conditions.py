@@ -121,7 +121,8 @@ def fit_conditions(codes: np.ndarray, form: ClosedForm, per_user: pl.DataFrame,
     if not cols:
         return None, None
     user = schema.user_col
-    aligned = pl.DataFrame({user: users}).join(per_user, on=user, how="left")
+    aligned = pl.DataFrame({user: users}).join(per_user, on=user, how="left",
+                                               maintain_order="left")
     resp = responsibilities(codes, form)
     out: dict[str, AttributeStats] = {}
     labels: list[np.ndarray] = []
@@ -214,7 +215,8 @@ def activity_bounds(form: ClosedForm, n_items: int, level: str) -> tuple[int, in
     """Item-count range of a tercile of the real users' activity."""
     if level not in ACTIVITY_LEVELS:
         raise UsageError(f"--activity {level!r}: use low, mid or high")
-    cut = [int(np.floor(np.exp(form.activity.quantile(p)))) for p in (1/3, 2/3)]
+    # exp(log 5) is 4.999…: the epsilon keeps an integer quantile in its own tercile
+    cut = [int(np.floor(np.exp(form.activity.quantile(p)) + 1e-9)) for p in (1/3, 2/3)]
     lo = {"low": 1, "mid": cut[0] + 1, "high": cut[1] + 1}[level]
     hi = {"low": cut[0], "mid": cut[1], "high": n_items}[level]
     return lo, hi

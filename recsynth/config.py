@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -119,6 +120,9 @@ def validate_config(config: ModelConfig) -> None:
     if config.max_items < 4 * MAX_SLOTS:
         raise UsageError(f"--max-items must be at least {4 * MAX_SLOTS} "
                          f"(got {config.max_items})")
+    if config.like_threshold is not None and not math.isfinite(config.like_threshold):
+        raise UsageError(f"--like-threshold must be a finite number (got "
+                         f"{config.like_threshold})")
     if config.temperature is not None and not config.temperature > 0:
         raise UsageError(f"--temperature must be positive (got {config.temperature})")
     if not config.other_softness > 0:

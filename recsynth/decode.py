@@ -73,9 +73,10 @@ def _gumbel_top(logits: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
 
 
 def _pair_order(rows: torch.Tensor, items: torch.Tensor, n_items: int) -> np.ndarray:
-    """Order by (user, item). The keys are distinct, so any sort gives this one order;
-    numpy's is used because torch's parallel argsort ran ~15x slower on 2 busy cores."""
-    return np.argsort((rows * n_items + items).numpy())
+    """Order by (user, item), ties in input order: a liked and an other tail slot of one
+    user can share a key, so the sort must be stable for the output to be fixed. numpy's
+    is used because torch's parallel argsort ran ~15x slower on 2 busy cores."""
+    return np.argsort((rows * n_items + items).numpy(), kind="stable")
 
 
 def decode(x: torch.Tensor, form: ClosedForm, temperature: float, n_items: int,

@@ -33,12 +33,13 @@ How each column is generated, by role and level:
   the real window is compressed into it, so times stay within the real [min, max]. A
   calibration chosen at fit time (see `timeline.Timeline`) then warps the times, or
   shifts each user's timeline, towards the real timestamp marginal. Rows whose real time
-  is null (or NaN) have their share of rows set null at random.
+  is null have their share of rows set null at random.
   Rows are shuffled within each user first, so the input's item order carries no meaning.
 - identifier, level row: one new id per session (a user's first row and every row after a
   positive gap): f"{user_key}{sep}{n}" for string dtypes, with `sep` a separator that no
-  real value contains, so no real id can come out; for numeric dtypes a running integer
-  above the real maximum. Level user: one new id per user by the same scheme.
+  real value contains, so no real id can come out; for numeric dtypes base + u·stride + n
+  above the real maximum, u the user's run-wide index (see `rowparts.NewId`). Level user:
+  one new id per user by the same scheme.
 - repeats: when some real (user, item) pair has several rows, each input pair becomes
   r >= 1 rows, r from the item's rows-per-pair counts smoothed towards the global ones,
   its excess r - 1 scaled for the user's number of distinct items (see
@@ -323,8 +324,7 @@ def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.S
     if col.role == "timestamp":
         if timeline is None:
             return Nulls(col.name, s.dtype)
-        missing = s.is_null() | (s.is_nan() if s.dtype.is_float() else False)
-        return Timestamp(col.name, s.dtype, float(missing.mean()) if len(s) else 0.0)
+        return Timestamp(col.name, s.dtype, s.null_count() / len(s) if len(s) else 0.0)
     if col.level == "item":
         return ItemValue(col.name, s.dtype, _item_values(item_values, item, col.name, catalog))
     if col.role == "identifier":

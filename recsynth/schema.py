@@ -155,9 +155,8 @@ def infer_schema(
         raise DataError(f"{source}: column {user!r} cannot be both user and item key")
     rest = [n for n in names if n not in (user, item)]
     time = time_col or _infer_time(rest, dtypes)
-    if time is not None and not (_is_time_dtype(dtypes[time]) or dtypes[time].is_integer()):
-        raise DataError(f"{source}: column {time!r} is {dtypes[time]}, not a datetime or "
-                        "integer epoch; cast it or pick another --time-col")
+    if time is not None:
+        _check_time_dtype(source, time, dtypes[time], "pick another --time-col")
     rest = [n for n in rest if n != time]
     rating = _match([n for n in rest if dtypes[n].is_numeric()], RATING_NAMES)
 
@@ -321,12 +320,22 @@ def schema_from_dict(data: object, source: str) -> Schema:
 
 def check_schema_fits(schema: Schema, lf: pl.LazyFrame, source: str) -> Schema:
     """A schema from a file must name columns the data has; extra data columns are ignored."""
-    present = set(lf.collect_schema())
+    present = lf.collect_schema()
     for c in schema.columns:
         if c.name not in present and c.role in ("user_key", "item_key", "timestamp"):
             raise DataError(f"{source}: column {c.name!r} named in the schema is missing")
+        if c.role == "timestamp":
+            _check_time_dtype(source, c.name, present[c.name], "change its role in the schema")
     kept = tuple(c for c in schema.columns if c.name in present)
     return replace(schema, columns=kept)
+
+
+def _check_time_dtype(source: str, name: str, dtype: pl.DataType, other: str) -> None:
+    """The timeline works on datetimes and integer epochs only (a float epoch can hold NaN
+    and fractions the physical integers cannot)."""
+    if not (_is_time_dtype(dtype) or dtype.is_integer()):
+        raise DataError(f"{source}: column {name!r} is {dtype}, not a datetime or integer "
+                        f"epoch; cast it or {other}")
 
 
 def resolve_schema(lf: pl.LazyFrame, source: str, schema_file: str | None = None,

@@ -72,6 +72,18 @@ def test_every_user_satisfies_the_condition_even_a_rare_one(work: Path, tmp_path
     assert syn.schema == train.schema
 
 
+def test_activity_terciles_keep_an_integer_quantile_in_its_own_tercile() -> None:
+    """Users holding 3, 5, 7 or 20 items (100 each): the terciles fall on 5 and 7, which
+    exp(log 5) = 4.999… once put in the tercile below."""
+    from types import SimpleNamespace
+
+    from recsynth.encode import Marginal
+
+    form = SimpleNamespace(activity=Marginal.fit(np.log(np.repeat([3, 5, 7, 20], 100))))
+    got = {level: activity_bounds(form, 1000, level) for level in ("low", "mid", "high")}
+    assert got == {"low": (1, 5), "mid": (6, 7), "high": (8, 1000)}
+
+
 @pytest.mark.parametrize("level", ["low", "high"])
 def test_activity_levels_hold_for_every_user(level: str, work: Path, tmp_path: Path,
                                              capsys) -> None:

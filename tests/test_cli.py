@@ -140,6 +140,8 @@ def _bad_inputs(split_dir: Path, tmp: Path) -> dict[str, tuple[list[str], int, s
         "bad_k": (evaluate_args(split_dir, syn, "--k", "ten"), 2, "--k"),
         "bad_recommender": (evaluate_args(split_dir, syn, "--recommenders", "svd"), 2, "unknown 'svd'"),
         "missing_option": (["evaluate", "--train", syn], 2, "Missing option"),
+        "negative_seed": (evaluate_args(split_dir, syn, "--seed", "-1"), 2, "--seed"),
+        "huge_seed": (evaluate_args(split_dir, syn, "--seed", str(2**62)), 2, "--seed"),
         "min_rating_without_rating": (evaluate_args(split_dir, syn, "--min-rating", "4"), 3,
                                       "rating column"),
     }
@@ -147,7 +149,8 @@ def _bad_inputs(split_dir: Path, tmp: Path) -> dict[str, tuple[list[str], int, s
 
 @pytest.mark.parametrize("case", ["missing", "empty", "not_parquet", "misnamed_key", "null_key",
                                   "unknown_items", "shared_users", "bad_schema", "bad_k",
-                                  "bad_recommender", "missing_option",
+                                  "bad_recommender", "missing_option", "negative_seed",
+                                  "huge_seed",
                                   "min_rating_without_rating"])
 def test_bad_input_is_one_clear_line(case: str, split_dir: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:

@@ -143,6 +143,7 @@ def test_pickled_weights_are_refused(model_dir: Path, tmp_path: Path) -> None:
     ("wrong type", "setting 'temperature' is 'hot'"),
     ("bad value", "--temperature must be positive"),
     ("catalog", "incomplete or corrupt"),
+    ("conditions", "incomplete or corrupt"),
 ])
 def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str],
@@ -161,6 +162,8 @@ def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: P
         third = len(data) // 3
         data[third:2 * third] = bytes(third)
         (bad / "catalog.parquet").write_bytes(bytes(data))
+    elif damage == "conditions":  # valid JSON of the wrong shape
+        (bad / "conditions.json").write_text('{"columns": []}')
     else:
         if damage == "version":
             meta["format_version"] = 99
@@ -376,6 +379,7 @@ def test_durations_and_time_budget(sample_path: Path, tmp_path: Path,
 @pytest.mark.parametrize("args,message", [
     (["--max-dcr-share", "0.3"], "--max-dcr-share"),
     (["--temperature", "0"], "--temperature must be positive"),
+    (["--like-threshold", "nan"], "--like-threshold must be a finite number"),
     (["--epochs", "-1"], "--epochs must be at least 0"),
     (["--rank", "0"], "--rank must be at least 1"),
     (["--other-softness", "0"], "--other-softness"),

@@ -75,6 +75,18 @@ def test_schema_file_round_trip(sample_path: Path, tmp_path: Path, fmt: str, suf
     assert resolve_schema(lf, "sample", str(path)).column("invoice_no").role == "categorical"
 
 
+def test_schema_file_timestamp_must_be_a_datetime_or_integer_epoch(tmp_path: Path) -> None:
+    """The same rule as inference, before any work (a float epoch used to fail after the GAN)."""
+    lf = pl.LazyFrame({"u": [1, 2], "i": [3, 4], "ts": [1.5e9, float("nan")]})
+    path = tmp_path / "s.toml"
+    path.write_text('[columns."u"]\nrole = "user_key"\n[columns."i"]\nrole = "item_key"\n'
+                    '[columns."ts"]\nrole = "timestamp"\ntime_unit = "s"\n')
+    with pytest.raises(DataError, match="f.parquet: column 'ts' is Float64, not a datetime"):
+        resolve_schema(lf, "f.parquet", str(path))
+    ok = lf.with_columns(pl.col("ts").fill_nan(0).cast(pl.Int64))
+    assert resolve_schema(ok, "f.parquet", str(path)).time_col == "ts"
+
+
 @pytest.mark.parametrize("text,problem", [
     ("not = [valid", "cannot parse"),
     ('[columns."u"]\nrole = "user_key"\n', "exactly one item_key"),
