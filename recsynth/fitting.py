@@ -95,13 +95,18 @@ def scan_log(data: str, schema_file: str | None, user_col: str | None, item_col:
     """
     lf = io.scan(data)
     schema = resolve_schema(lf, str(data), schema_file, user_col, item_col, time_col)
-    if users_table is None and items_table is None:
-        return lf.select(schema.names), schema
-    lf = join_side_tables(lf, str(data), schema.user_col, schema.item_col, users_table,
-                          items_table)
-    schema = resolve_schema(lf, str(data), schema_file, schema.user_col,
-                            schema.item_col, schema.time_col)
-    return lf.select(schema.names), schema
+    if users_table is not None or items_table is not None:
+        lf = join_side_tables(lf, str(data), schema.user_col, schema.item_col, users_table,
+                              items_table)
+        schema = resolve_schema(lf, str(data), schema_file, schema.user_col,
+                                schema.item_col, schema.time_col)
+    return lf.select(_in_log_order(lf, schema)), schema
+
+
+def _in_log_order(lf: pl.LazyFrame, schema: Schema) -> list[str]:
+    """The schema's columns in the log's own order, which synthetic logs keep."""
+    named = set(schema.names)
+    return [n for n in lf.collect_schema().names() if n in named]
 
 
 def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | None = None,

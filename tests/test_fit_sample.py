@@ -319,15 +319,18 @@ def test_synthetic_user_keys_never_wrap_nor_collide() -> None:
 def test_duplicate_rows_and_all_null_columns_are_accepted(sample_frame: pl.DataFrame,
                                                           tmp_path: Path) -> None:
     """Documented behaviour: duplicates are interactions like any other; an all-null column
-    is kept in the schema and comes back all-null."""
+    is kept in the schema and comes back all-null. Columns come back in the log's order,
+    keys last here."""
     log = pl.concat([sample_frame, sample_frame.head(500)]).with_columns(
         pl.lit(None, dtype=pl.Float64).alias("empty"))
+    log = log.select(reversed(log.columns))
     data = tmp_path / "log.parquet"
     log.write_parquet(data)
     assert main(["fit", str(data), "--out", str(tmp_path / "m"), "--epochs", "1", "-q"]) == 0
     out = tmp_path / "syn.parquet"
     assert main(["sample", str(tmp_path / "m"), "--users", "10", "--out", str(out), "-q"]) == 0
     syn = pl.read_parquet(out)
+    assert syn.schema == log.schema
     assert syn["empty"].null_count() == syn.height
 
 
