@@ -391,9 +391,11 @@ class Numeric(Part):
     Columns whose values repeat a lot (prices, counts) are "atomic": knots are real values
     (nearest rank) and a draw lands on one of the two knots around it (randomised rounding),
     which keeps the atoms that linear interpolation would smear out. Other columns use
-    linear quantiles and linear interpolation. Items with fewer than MIN_ITEM_VALUES values
-    share fallback knots over the rows of such items, because rare items differ from
-    popular ones (on sample_data, global knots there cost 0.04 of KS on unit_price).
+    linear quantiles and linear interpolation. An item with n < MIN_ITEM_VALUES values
+    draws from its own knots with probability n / (n + PRIOR), as categorical counts are
+    smoothed, else from fallback knots over the rows of such items, because rare items
+    differ from popular ones (on sample_data, global knots there cost 0.04 of KS on
+    unit_price). Models saved before rare items had knots use the fallback alone.
     """
 
     kind: ClassVar[str] = "numeric"
@@ -415,7 +417,7 @@ class Numeric(Part):
         n_null = np.bincount(items[known & ~ok], minlength=n_items)
         finite = v[ok]
         atomic = bool(finite.size) and np.unique(finite).size * ATOM_REPEATS <= finite.size
-        knots = item_knots(v[known & ok], items[known & ok], n, atomic)
+        knots = item_knots(v[known & ok], items[known & ok], n, atomic, min_values=1)
         rich_row = known & (n[np.maximum(items, 0)] >= MIN_ITEM_VALUES)
         pool = v[ok & ~rich_row]
         if pool.size < MIN_FALLBACK_VALUES:
@@ -432,7 +434,11 @@ class Numeric(Part):
             return null_series(self.name, self.dtype, batch.size)
         values = inverse_cdf(self.global_knots[None, :], np.zeros(items.size, np.int64),
                              u[1], u[2], self.atomic)
-        own = np.flatnonzero(self.n[items] >= MIN_ITEM_VALUES)
+        weight = np.where(self.n >= MIN_ITEM_VALUES, 1.0, self.n / (self.n + PRIOR))
+        if self._rare_knots:  # an extra draw only then: older models keep their bytes
+            own = np.flatnonzero(rng.random(items.size) < weight[items])
+        else:
+            own = np.flatnonzero(weight[items] == 1.0)
         if own.size:
             values[own] = inverse_cdf(self.knots, items[own], u[1, own], u[2, own],
                                       self.atomic)
@@ -440,6 +446,12 @@ class Numeric(Part):
         null_rate = (self.n_null[items] + PRIOR * self.global_null) / (total + PRIOR)
         values[u[0] < null_rate] = np.nan
         return from_float(self.name, values, self.dtype)
+
+    @cached_property
+    def _rare_knots(self) -> bool:
+        """Whether some item under MIN_ITEM_VALUES has its own knots (newer models)."""
+        rare = (self.n > 0) & (self.n < MIN_ITEM_VALUES)
+        return bool(np.isfinite(self.knots[rare, 0]).any())
 
     def meta(self) -> dict[str, Any]:
         return {"atomic": self.atomic, "global_knots": self.global_knots.tolist(),

@@ -180,10 +180,11 @@ def quantile_knots(ordered: np.ndarray, n: np.ndarray, grid: np.ndarray, atomic:
     return a + (pos - lo) * (b - a)
 
 
-def item_knots(values: np.ndarray, items: np.ndarray, n: np.ndarray, atomic: bool) -> np.ndarray:
-    """ITEM_KNOTS quantiles per item with at least MIN_ITEM_VALUES values, else NaN."""
+def item_knots(values: np.ndarray, items: np.ndarray, n: np.ndarray, atomic: bool,
+               min_values: int = MIN_ITEM_VALUES) -> np.ndarray:
+    """ITEM_KNOTS quantiles per item with at least `min_values` values, else NaN."""
     knots = np.full((n.size, ITEM_KNOTS), np.nan)
-    rich = np.flatnonzero(n >= MIN_ITEM_VALUES)
+    rich = np.flatnonzero(n >= min_values)
     if rich.size == 0:
         return knots
     ordered = values[np.lexsort((values, items))]

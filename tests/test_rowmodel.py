@@ -291,6 +291,31 @@ def test_string_identifiers_take_a_separator_no_real_value_holds():
     assert part.sep == "-s2-"
 
 
+def test_a_rare_items_own_price_comes_back_at_its_smoothed_weight():
+    """Items with 5 rows at one price each: drawn at their own price with probability
+    5 / (5 + PRIOR), else from the rare items' pooled values (they used to get the pool only,
+    so a 1.65 item came back at anything from 0.2 to 295)."""
+    from recsynth.rowvalues import PRIOR
+
+    rng = np.random.default_rng(2)
+    rich_items = np.repeat(np.arange(40), 50)
+    rare_items = np.repeat(np.arange(40, 100), 5)
+    items = np.concatenate([rich_items, rare_items])
+    price = np.concatenate([rng.uniform(0, 300, rich_items.size), 1.65 + rare_items])
+    frame = pl.DataFrame({"user_id": np.arange(items.size) // 10, "item_id": items,
+                          "price": price})
+    schema = Schema((Column("user_id", "user_key"), Column("item_id", "item_key"),
+                     Column("price", "numeric")))
+    catalog = _catalog(frame)
+    model = RowModel.fit(frame, schema, catalog, None)
+    ui, ii, keys = _replay(pl.concat([frame] * 20), catalog)
+    out = model.sample(ui, ii, None, keys, np.random.default_rng(0), repeats=False)
+    rare = out.filter(pl.col("item_id") >= 40)
+    own = (rare["price"] - 1.65 - rare["item_id"]).abs() < 1e-9
+    assert float(own.mean()) == pytest.approx(5 / (5 + PRIOR), abs=0.03)
+    assert rare["price"].min() >= 41.65 and rare["price"].max() <= 100.65  # the rare pool
+
+
 def test_liked_without_threshold_is_an_error(rated):
     frame, schema = rated
     catalog = _catalog(frame, "movie_id")
