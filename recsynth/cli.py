@@ -415,7 +415,8 @@ def sample(
         help="Approximate number of rows instead of --users.")] = None,
     batch_users: Annotated[int, typer.Option(help="Users generated per record batch.")] = 2048,
     rows_per_file: Annotated[Optional[int], typer.Option(
-        help="Write a directory of part files of about this many rows.")] = None,
+        help="Write a directory of part files of about this many rows (at least one "
+             "--batch-users batch each).")] = None,
     workers: Annotated[int, typer.Option(
         help="Worker processes, each writing its own part files (1 M rows each unless "
              "--rows-per-file); the output is the same for any worker count.")] = 1,

@@ -43,6 +43,7 @@ from scipy.special import logsumexp
 from recsynth.decode import counts_from_codes
 from recsynth.errors import DataError, UsageError
 from recsynth.latent import CODE_CHUNK, ClosedForm
+from recsynth.rowmodel import MIN_TUPLE_USERS
 from recsynth.schema import Schema
 
 FILE = "conditions.json"
@@ -269,7 +270,9 @@ def resolve(request: Request, form: ClosedForm, conditions: Conditions | None,
                 tuples = tuples.filter(pl.col(col).cast(pl.String) == value)
         if tuples is None or tuples.height == 0:
             text = " and ".join(f"{c}={v}" for c, v in request.where)
-            raise DataError(f"--where {text}: no real user has this combination of values")
+            raise DataError(f"--where {text}: no combination of these values is held by the "
+                            f"{MIN_TUPLE_USERS} or more real users a synthetic user's "
+                            f"attributes must come from")
         combined = log_w + total_log
         weights = np.exp(combined - logsumexp(combined))
         if len(request.where) > 1:  # training-by-sampling shows G one value at a time
