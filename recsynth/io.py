@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -84,6 +85,13 @@ def scan(spec: str | os.PathLike[str]) -> pl.LazyFrame:
                 )
     root = Path(os.fspath(spec))
     hive = root.is_dir() and _hive(root, files)
+    if hive:
+        for f in files:
+            for part in f.relative_to(root).parts[:-1]:
+                key = part.split("=", 1)[0]
+                if "=" in part and key in first:  # polars would let the folder win silently
+                    raise DataError(f"{f}: folder {part!r} names column {key!r}, which the "
+                                    "file also holds; rename the folder or drop the column")
     return pl.scan_parquet([str(f) for f in files], hive_partitioning=hive)
 
 
@@ -104,6 +112,9 @@ def collect(lf: pl.LazyFrame, source: str | os.PathLike[str],
         raise DataError(f"{os.fspath(source)}: cannot read ({first_line(exc)})") from None
 
 
+_PART = re.compile(r"part-\d{5,}\.parquet")
+
+
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse to replace existing data unless asked, and an output that cannot be created;
     checked before any work starts. Creates nothing, so a run that fails leaves no folders
@@ -111,12 +122,28 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
     out = Path(path)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+    if out.is_dir() and not _written_by_us(out):
+        raise UsageError(f"{out}: is a directory recsynth did not write (neither a model nor "
+                         "part files); refusing to replace it, even with --overwrite")
     _, ancestor = _missing_folders(out)
     if not ancestor.is_dir():
         raise UsageError(f"{out}: cannot be written ({ancestor} is not a directory)")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"{out}: cannot be written ({ancestor} is not writable)")
+    try:  # a real file, not os.access: root passes os.access even where nothing can be made
+        fd, probe = tempfile.mkstemp(prefix=".recsynth-probe-", dir=ancestor)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot be written ({ancestor}: "
+                         f"{exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
     return out
+
+
+def _written_by_us(directory: Path) -> bool:
+    """An empty folder, a model directory, or a directory of part files (temp files aside):
+    what --overwrite may replace. Anything else may hold a user's data (even the input)."""
+    if (directory / "config.json").is_file() and (directory / "weights.pt").is_file():
+        return True
+    return all(_PART.fullmatch(p.name) or p.name.startswith(".") for p in directory.iterdir())
 
 
 def _missing_folders(path: str | os.PathLike[str]) -> tuple[list[Path], Path]:

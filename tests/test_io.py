@@ -36,6 +36,13 @@ def test_directory_reads_hive_keys_and_skips_models_and_hidden_parts(tmp_path: P
     frame = io.scan(log).collect().sort("user_id")
     assert frame.columns == ["user_id", "item_id", "country"]
     assert frame["country"].to_list() == ["FR", "FR", "DE"]
+    # a folder key that the file also holds would replace the file's values: refused
+    _write(log / "country=FR" / "a.parquet",
+           pl.DataFrame({"user_id": [1, 2], "item_id": [3, 4], "country": ["ES", "UK"]}))
+    _write(log / "country=DE" / "b.parquet",
+           pl.DataFrame({"user_id": [5], "item_id": [6], "country": ["PT"]}))
+    with pytest.raises(DataError, match="names column 'country', which the file also holds"):
+        io.scan(log)
 
 
 @pytest.mark.parametrize("content,problem", [(b"", "empty"), (b"user_id,item_id\n1,2\n", "not a Parquet")])
@@ -130,3 +137,30 @@ def test_an_output_under_a_file_is_refused_before_any_work(tmp_path: Path) -> No
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is not a directory"):
         io.check_writable(tmp_path / "file" / "sub" / "out.parquet", overwrite=False)
+
+
+def test_overwrite_never_replaces_a_folder_recsynth_did_not_write(tmp_path: Path) -> None:
+    """`split data.parquet --train . --overwrite` once emptied the folder, input and all."""
+    data = tmp_path / "in.parquet"
+    data.write_text("the user's input")
+    with pytest.raises(UsageError, match="recsynth did not write"):
+        io.check_writable(tmp_path, overwrite=True)
+    assert data.read_text() == "the user's input"
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "weights.pt", "catalog.parquet"):
+        (model / name).write_text("x")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "part-00000.parquet").write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for ours in (model, parts, empty):
+        assert io.check_writable(ours, overwrite=True) == ours
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
+def test_a_folder_nothing_can_be_created_in_is_refused_up_front() -> None:
+    """Checked by creating a file, not os.access, which says yes to root everywhere."""
+    with pytest.raises(UsageError, match="cannot be written"):
+        io.check_writable("/proc/out.parquet", overwrite=False)
