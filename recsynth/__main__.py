@@ -1,3 +1,3 @@
-from recsynth.cli import main
+from recsynth.entry import run
 
-raise SystemExit(main())
+run()

@@ -211,6 +211,11 @@ def augment(data: str, model: Model, out: str, strategy_text: str, *, ratio: flo
             "; a model fitted with --users/--items needs the same side tables here"
         raise DataError(f"{data}: {what} unlike the log the model was fitted on "
                         f"(columns: {', '.join(expected)}){hint}")
+    fitted = model.rowmodel.template.schema
+    for c in expected:
+        if frame.schema[c] != fitted[c]:
+            raise DataError(f"{data}: column {c!r} is {frame.schema[c]} here but {fitted[c]} in "
+                            "the log the model was fitted on; cast it")
     check_keys(frame, data, [model.schema.user_col, model.schema.item_col])
     if mark and MARK_COL in frame.columns:
         raise DataError(f"{data}: already has a column {MARK_COL!r}; drop --mark-synthetic")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import pickle
 import platform
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -122,10 +123,13 @@ def load_model(directory: str | Path) -> Model:
                         f"from recsynth {meta.get('recsynth_version')}; this recsynth "
                         f"({__version__}) reads format {FORMAT_VERSION}: refit the model")
     try:
-        tensors = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise DataError(f"{d / 'weights.pt'}: not a plain tensor file; refusing to load "
-                        f"({first_line(exc)})") from None
+        with warnings.catch_warnings():  # torch warns about the pickle protocol it refuses
+            warnings.simplefilter("ignore")
+            tensors = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError):
+        # not torch's own text: it suggests weights_only=False, which would run the code
+        raise DataError(f"{d / 'weights.pt'}: not a plain tensor file (it holds Python "
+                        "objects or is damaged); refusing to load it") from None
     if not isinstance(tensors, dict):
         raise DataError(f"{d / 'weights.pt'}: expected a dict of tensors")
     try:
@@ -136,6 +140,11 @@ def load_model(directory: str | Path) -> Model:
         except UsageError as exc:
             raise ValueError(f"config.json: {exc}") from None
         schema = schema_from_dict(meta["schema"], str(d / "config.json"))
+        broken = [k for k, v in tensors.items()
+                  if not isinstance(v, torch.Tensor)
+                  or (v.is_floating_point() and not bool(torch.isfinite(v).all()))]
+        if broken:
+            raise ValueError(f"weights.pt: {broken[0]!r} is not a tensor of finite numbers")
         share = tensors.get("form.liked_share")
         form = ClosedForm(tensors["form.item_factors"].numpy(), tensors["form.item_bias"].numpy(),
                           tensors["form.mean"].numpy(), tensors["form.chol"].numpy(),
@@ -146,6 +155,11 @@ def load_model(directory: str | Path) -> Model:
                           # absent: a model from before activity-scaled decoding
                           activity_power=float(meta.get("activity_power", 0.0)),
                           other_softness=float(config.other_softness))
+        factors = form.item_factors
+        if factors.ndim != 2 or factors.shape[0] != len(form.item_bias) or \
+                len(form.mean) < factors.shape[1]:
+            raise ValueError(f"weights.pt: form.item_factors of shape {tuple(factors.shape)} "
+                             "does not fit the item biases and the code mean")
         n_cond = int(meta.get("n_cond", 0))  # models from before conditional training: 0
         generator = ResidualGenerator(form.dim, config.hidden, form.n_components, n_cond)
         generator.load_state_dict(_prefixed(tensors, "generator."))
@@ -157,6 +171,12 @@ def load_model(directory: str | Path) -> Model:
                           tensors["space.tail_weights"].numpy(), int(meta["n_slots"]))
         if space.n_model_items * form.n_channels != len(form.item_bias):
             raise ValueError("item space and item factors disagree")
+        if len(catalog) != len(rowmodel.catalog) or len(space.head) + len(space.tail) != len(
+                catalog):
+            raise ValueError(f"catalog.parquet holds {len(catalog)} items, the model "
+                             f"{len(rowmodel.catalog)}")
+        if rowmodel.schema != schema:
+            raise ValueError("config.json's schema differs from the row model's")
         if space.capped:
             form = replace(form, n_head=len(space.head))
         form = replace(form, **{name: Marginal(tensors[f"form.{name}"].numpy())
@@ -172,8 +192,8 @@ def load_model(directory: str | Path) -> Model:
         if not (like_threshold is None or isinstance(like_threshold, (int, float))) \
                 or not isinstance(user_key, dict):
             raise ValueError("config.json: like_threshold or user_key of the wrong type")
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OSError,
-            pl.exceptions.PolarsError) as exc:  # a polars error: a damaged catalog.parquet
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError,
+            OSError, pl.exceptions.PolarsError) as exc:  # a polars error: a damaged catalog.parquet
         raise DataError(f"{d}: model directory is incomplete or corrupt "
                         f"({first_line(exc)})") from None
     generator.eval()

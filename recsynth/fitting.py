@@ -26,7 +26,7 @@ from recsynth.decode import calibrate_item_bias, calibrate_scores
 from recsynth.distributed import SINGLE, World
 from recsynth.encode import EncodedUsers
 from recsynth.errors import UsageError
-from recsynth.inputs import check_keys, check_user_key_dtype, fresh_prefix
+from recsynth.inputs import check_item_key_dtype, check_keys, check_user_key_dtype, fresh_prefix
 from recsynth.itemspace import ItemSpace
 from recsynth.latent import ClosedForm, fit_closed_form
 from recsynth.logcache import EncodedLog
@@ -146,7 +146,9 @@ def fit_model(data: str, out: str, config: ModelConfig, *, schema_file: str | No
                          for p in io.resolve_parquet_paths(t)]
     lf, schema = scan_log(data, schema_file, user_col, item_col, time_col, users_table,
                           items_table)
-    check_user_key_dtype(lf.collect_schema()[schema.user_col], str(data), schema.user_col)
+    dtypes = lf.collect_schema()
+    check_user_key_dtype(dtypes[schema.user_col], str(data), schema.user_col)
+    check_item_key_dtype(dtypes[schema.item_col], str(data), schema.item_col)
     inputs = fingerprint(files)
     if config.epsilon is not None:
         if schema_file is None:

@@ -61,6 +61,13 @@ def check_user_key_dtype(dtype: pl.DataType, source: str, column: str) -> None:
                     "keys to integers or strings")
 
 
+def check_item_key_dtype(dtype: pl.DataType, source: str, column: str) -> None:
+    """Item keys are looked up in the catalog: nested values (lists, structs) cannot be."""
+    if dtype.is_nested() or dtype == pl.Object:
+        raise DataError(f"{source}: column {column!r}: item keys of dtype {dtype} are not "
+                        "supported; use one integer or string per row")
+
+
 def fresh_prefix(keys: pl.Series) -> str:
     """'syn-', or 'syn2-', 'syn3-', …: the first prefix no key in `keys` starts with."""
     taken = keys.cast(pl.String)

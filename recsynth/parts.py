@@ -192,8 +192,12 @@ def _submitter(model: Model, model_dir: str | os.PathLike[str] | None, directory
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                initializer=_init_worker,
                                initargs=(os.fspath(model_dir), pickle.dumps(job)))
+    def submit(index: int, budget: int | None) -> Future[tuple[int, int]]:
+        with _sigint_blocked():  # workers are spawned here and inherit the mask
+            return pool.submit(_worker_part, directory, per_part, index, budget)
+
     try:
-        yield lambda index, budget: pool.submit(_worker_part, directory, per_part, index, budget)
+        yield submit
     except BaseException:
         _kill(pool)
         raise
@@ -203,6 +207,18 @@ def _submitter(model: Model, model_dir: str | os.PathLike[str] | None, directory
             os.environ.pop("POLARS_MAX_THREADS", None)
         else:
             os.environ["POLARS_MAX_THREADS"] = saved
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Ctrl-C reaches the whole process group; a worker still starting up would die of it
+    with a traceback. Workers spawned while SIGINT is blocked keep it blocked (the parent
+    kills them), and the parent receives a Ctrl-C pressed meanwhile once it is unblocked."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _now(fn: Callable[..., tuple[int, int]], *args: Any) -> Future[tuple[int, int]]:

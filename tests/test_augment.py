@@ -374,3 +374,16 @@ def test_generator_gets_a_condition_vector_for_one_where_only(work: Path) -> Non
     two = make_shaping(model, Request(where=(("segment", "a"),
                                              ("country", "United Kingdom")))).plan
     assert two.vector is None  # the generator saw one value at a time in training
+
+
+@pytest.mark.parametrize("cast", [pl.col("user_id").cast(pl.Float64),
+                                  pl.concat_list("item_id").alias("item_id")])
+def test_augment_data_of_other_dtypes_is_a_data_error(cast: pl.Expr, work: Path, tmp_path: Path,
+                                                      capsys) -> None:
+    """Float user keys or list item keys were internal errors; the column is named now."""
+    data = tmp_path / "other.parquet"
+    pl.read_parquet(work / "train.parquet").with_columns(cast).write_parquet(data)
+    out = tmp_path / "aug.parquet"
+    code, _, err = run(["augment", str(data), str(work / "model"), "--out", str(out)], capsys)
+    assert code == 3 and "here but" in err and "the log the model was fitted on" in err
+    assert "Traceback" not in err and not out.exists()

@@ -195,6 +195,24 @@ def test_schema_cli_prints_json_and_toml(sample_path: Path,
     assert code == 0 and '[columns."item_id"]' in out
 
 
+def test_ctrl_c_while_importing_is_one_line_exit_130(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C in the first second lands in `import torch` or polars; it was a traceback."""
+    from recsynth.entry import run
+
+    class Interrupting:
+        def find_spec(self, name: str, *args: object) -> None:
+            if name == "recsynth.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "recsynth.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as done:
+        run()
+    assert done.value.code == 130
+    assert capsys.readouterr().err == "recsynth: interrupted\n"
+
+
 def test_module_entry_point_version_and_help() -> None:
     done = subprocess.run([sys.executable, "-m", "recsynth", "--version"], capture_output=True,
                           text=True, check=False)

@@ -144,6 +144,10 @@ def test_pickled_weights_are_refused(model_dir: Path, tmp_path: Path) -> None:
     ("bad value", "--temperature must be positive"),
     ("catalog", "incomplete or corrupt"),
     ("conditions", "incomplete or corrupt"),
+    ("nan weights", "is not a tensor of finite numbers"),
+    ("factor shape", "does not fit the item biases"),
+    ("short catalog", "catalog.parquet holds 10 items"),
+    ("renamed key", "schema differs from the row model's"),
 ])
 def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str],
@@ -164,6 +168,17 @@ def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: P
         (bad / "catalog.parquet").write_bytes(bytes(data))
     elif damage == "conditions":  # valid JSON of the wrong shape
         (bad / "conditions.json").write_text('{"columns": []}')
+    elif damage in ("nan weights", "factor shape"):
+        import torch
+
+        tensors = torch.load(bad / "weights.pt", weights_only=True)
+        tensors["form.item_factors"] = (torch.zeros(3) if damage == "factor shape" else
+                                        torch.full_like(tensors["form.item_factors"], np.nan))
+        torch.save(tensors, bad / "weights.pt")
+    elif damage == "short catalog":
+        pl.read_parquet(bad / "catalog.parquet").head(10).write_parquet(bad / "catalog.parquet")
+    elif damage == "renamed key":
+        (bad / "config.json").write_text(json.dumps(meta).replace('"user_id"', '"uid"'))
     else:
         if damage == "version":
             meta["format_version"] = 99
@@ -232,6 +247,7 @@ def test_disjoint_communities_stay_disjoint(tmp_path: Path,
     ("mixed_parts", "is String here but Int64"),
     ("float_keys", "user keys of dtype Float64 are not supported"),
     ("enum_keys", "user keys of dtype Enum are not supported"),
+    ("list_items", "item keys of dtype List(Int64) are not supported"),
     ("corrupt", "cannot read"),
 ])
 def test_fit_bad_input(case: str, message: str, tmp_path: Path,
@@ -244,6 +260,7 @@ def test_fit_bad_input(case: str, message: str, tmp_path: Path,
         "enum_keys": pl.DataFrame({"user_id": pl.Series(["a", "b", "c"],
                                                         dtype=pl.Enum(["a", "b", "c"])),
                                    "item_id": [1, 2, 3]}),
+        "list_items": pl.DataFrame({"user_id": [1, 2, 3], "item_id": [[1], [2, 3], [3]]}),
     }
     if case == "mixed_parts":
         data = tmp_path / "parts"
