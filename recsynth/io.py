@@ -116,9 +116,10 @@ _PART = re.compile(r"part-\d{5,}\.parquet")
 
 
 def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse to replace existing data unless asked, and an output that cannot be created;
-    checked before any work starts. Creates nothing, so a run that fails leaves no folders
-    behind (`made_parents` creates them when the output is written)."""
+    """Refuse to replace existing data unless asked (and a folder recsynth did not write,
+    even when asked), and an output that cannot be created; checked before any work
+    starts. Creates no folder, so a run that fails leaves none behind (`made_parents`
+    creates them when the output is written); only a probe file, removed at once."""
     out = Path(path)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: already exists (pass --overwrite to replace it)")
