@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote
 
 import polars as pl
 
@@ -86,13 +87,23 @@ def scan(spec: str | os.PathLike[str]) -> pl.LazyFrame:
     root = Path(os.fspath(spec))
     hive = root.is_dir() and _hive(root, files)
     if hive:
-        for f in files:
-            for part in f.relative_to(root).parts[:-1]:
-                key = part.split("=", 1)[0]
-                if "=" in part and key in first:  # polars would let the folder win silently
-                    raise DataError(f"{f}: folder {part!r} names column {key!r}, which the "
-                                    "file also holds; rename the folder or drop the column")
+        _check_hive_keys(root, files, first)
     return pl.scan_parquet([str(f) for f in files], hive_partitioning=hive)
+
+
+def _check_hive_keys(root: Path, files: list[Path], columns: dict[str, pl.DataType]) -> None:
+    """A key=value folder over files that also hold the key column must agree with them
+    (polars' own partitioned writes keep the column): polars lets the folder win silently."""
+    for f in files:
+        for part in f.relative_to(root).parts[:-1]:
+            key, _, value = part.partition("=")
+            if not _ or key not in columns:
+                continue
+            held = pl.read_parquet(f, columns=[key]).get_column(key).cast(pl.String).unique()
+            if held.to_list() not in ([unquote(value)], []):
+                raise DataError(f"{f}: folder {part!r} names column {key!r}, which the file "
+                                "also holds with other values; rename the folder or drop "
+                                "the column")
 
 
 def _file_schema(path: Path) -> dict[str, pl.DataType]:
@@ -140,11 +151,12 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool) -> Path:
 
 
 def _written_by_us(directory: Path) -> bool:
-    """An empty folder, a model directory, or a directory of part files (temp files aside):
-    what --overwrite may replace. Anything else may hold a user's data (even the input)."""
+    """An empty folder, a model directory, or a directory of part files only (one is
+    written whole in a temp folder, so nothing else is left in it): what --overwrite may
+    replace. Anything else may hold a user's data (even the input, or a .git folder)."""
     if (directory / "config.json").is_file() and (directory / "weights.pt").is_file():
         return True
-    return all(_PART.fullmatch(p.name) or p.name.startswith(".") for p in directory.iterdir())
+    return all(_PART.fullmatch(p.name) for p in directory.iterdir())
 
 
 def _missing_folders(path: str | os.PathLike[str]) -> tuple[list[Path], Path]:

@@ -328,9 +328,9 @@ def _fit_part(col: Column, frame: pl.DataFrame, items: np.ndarray, catalog: pl.S
     if col.level == "item":
         return ItemValue(col.name, s.dtype, _item_values(item_values, item, col.name, catalog))
     if col.role == "identifier":
-        per_real_user = frame.group_by(user).agg(pl.col(col.name).n_unique()).get_column(
-            col.name).max()
-        return NewId.fit(s, per_user=col.level == "user", per_real_user=int(per_real_user or 1))
+        per_real_user = 0 if timeline is None else frame.group_by(user).agg(
+            pl.col(col.name).n_unique()).get_column(col.name).max()
+        return NewId.fit(s, per_user=col.level == "user", per_real_user=int(per_real_user or 0))
     if col.level == "user":
         return UserValue(col.name, s.dtype)
     if not is_modelable(s.dtype):

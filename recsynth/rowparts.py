@@ -195,20 +195,22 @@ class NewId(Part):
 
     @classmethod
     def fit(cls, s: pl.Series, per_user: bool, per_real_user: int = 1) -> Part:
-        """`per_real_user`: the most distinct values one real user holds."""
+        """`per_real_user`: the most distinct values one real user holds; 0 where every
+        synthetic user has one session (no timestamp), so ids are base + u, as dense as
+        they can be (an Int32 column holds 2 M users at stride 1000)."""
         if s.dtype in (pl.String, pl.Categorical):
             text = s.cast(pl.String).drop_nulls()
             return cls(s.name, s.dtype, per_user, _unused_separator(text), 0)
         if s.dtype.is_integer():
             top = s.max()
             return cls(s.name, s.dtype, per_user, None, (0 if top is None else int(top)) + 1,
-                       1 if per_user else _stride(per_real_user))
+                       1 if per_user or per_real_user < 1 else _stride(per_real_user))
         if s.dtype.is_numeric():
             values = to_float(s)
             values = values[np.isfinite(values)]
             top = int(np.floor(values.max())) if values.size else 0
             return cls(s.name, s.dtype, per_user, None, top + 1,
-                       1 if per_user else _stride(per_real_user))
+                       1 if per_user or per_real_user < 1 else _stride(per_real_user))
         return Nulls(s.name, s.dtype)
 
     def sample(self, batch: Batch, rng: np.random.Generator) -> pl.Series:
@@ -238,9 +240,11 @@ class NewId(Part):
         offsets = user.astype(np.int64) * self.stride + number
         if self.base + int(offsets.max(initial=0)) < 2**63:
             values = pl.Series(self.name, offsets + self.base, dtype=pl.Int64)
-        else:
-            values = pl.Series(self.name, offsets.astype(np.uint64) + np.uint64(self.base),
-                               dtype=pl.UInt64)
+        else:  # UInt64 ids: past 2^64 - 1 they would wrap onto real ids
+            fits = offsets <= min(2**64 - 1 - self.base, 2**63 - 1)
+            values = pl.Series(self.name, np.where(fits, offsets, 0).astype(np.uint64)
+                               + np.uint64(self.base), dtype=pl.UInt64)
+            values = values.scatter(np.flatnonzero(~fits), None)
         return values.cast(self.dtype, strict=False)
 
     def meta(self) -> dict[str, Any]:

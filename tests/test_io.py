@@ -43,6 +43,11 @@ def test_directory_reads_hive_keys_and_skips_models_and_hidden_parts(tmp_path: P
            pl.DataFrame({"user_id": [5], "item_id": [6], "country": ["PT"]}))
     with pytest.raises(DataError, match="names column 'country', which the file also holds"):
         io.scan(log)
+    # polars' own partitioned write keeps the column, with the folder's value: read as is
+    kept = tmp_path / "kept"
+    pl.DataFrame({"user_id": [1, 2, 3], "item_id": [3, 4, 5], "country": ["FR", "FR", "DE"]}
+                 ).write_parquet(kept, partition_by="country")
+    assert io.scan(kept).collect().sort("user_id")["country"].to_list() == ["FR", "FR", "DE"]
 
 
 @pytest.mark.parametrize("content,problem", [(b"", "empty"), (b"user_id,item_id\n1,2\n", "not a Parquet")])
@@ -155,6 +160,11 @@ def test_overwrite_never_replaces_a_folder_recsynth_did_not_write(tmp_path: Path
     (parts / "part-00000.parquet").write_text("x")
     empty = tmp_path / "empty"
     empty.mkdir()
+    dotted = tmp_path / "repo"  # hidden files are a user's too (.git, .env)
+    dotted.mkdir()
+    (dotted / ".env").write_text("secret")
+    with pytest.raises(UsageError, match="recsynth did not write"):
+        io.check_writable(dotted, overwrite=True)
     for ours in (model, parts, empty):
         assert io.check_writable(ours, overwrite=True) == ours
 

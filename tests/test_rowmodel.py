@@ -283,6 +283,21 @@ def test_numeric_identifiers_never_repeat_across_batches(rated):
         assert (per_user["t"] == per_user["i"]).all()
 
 
+def test_numeric_ids_that_do_not_fit_become_null_never_a_real_value():
+    """UInt64 hashes near 2^64: past the top an id would wrap onto real ones (8 here)."""
+    from recsynth.rowparts import Batch, NewId
+
+    part = NewId.fit(pl.Series("h", [8, 2**64 - 3], dtype=pl.UInt64), per_user=True)
+    users = np.arange(3)
+    batch = Batch(users, users, None, pl.Series([1, 2, 3]), np.ones(3, bool), np.ones(3, bool),
+                  None, None, first_user=0)
+    assert part.sample(batch, np.random.default_rng(0)).to_list() == [2**64 - 2, 2**64 - 1,
+                                                                      None]
+    # one session per user (no timestamp): ids as dense as the users, base + u
+    assert NewId.fit(pl.Series("i", [5, 9]), per_user=False, per_real_user=0).stride == 1
+    assert NewId.fit(pl.Series("i", [5, 9]), per_user=False, per_real_user=26).stride == 1000
+
+
 def test_string_identifiers_take_a_separator_no_real_value_holds():
     from recsynth.rowparts import SEPARATORS, NewId
 
