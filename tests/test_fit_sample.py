@@ -300,6 +300,13 @@ def test_other_dates_are_modelled_and_unmodelled_columns_are_named(
                        capsys)
     assert code == 0 and "column 'tags' (List(Int64)) is not modelled" in err
     assert "'ship_day'" not in err and "'wait'" not in err
+    # the temperature search logs each value it scores, then the one it chose
+    from recsynth.fitting import TEMPERATURE_GRID
+
+    searched = [line for line in err.splitlines() if "held-out DCR share" in line]
+    assert len(searched) == len(TEMPERATURE_GRID)
+    chosen = json.loads((tmp_path / "m" / "config.json").read_text())["model"]["temperature"]
+    assert f"at temperature {chosen:g} (" in err
     out = tmp_path / "syn.parquet"
     assert main(["sample", str(tmp_path / "m"), "--users", "50", "--out", str(out), "-q"]) == 0
     syn = pl.read_parquet(out)
