@@ -96,8 +96,8 @@ def _check_hive_keys(root: Path, files: list[Path], columns: dict[str, pl.DataTy
     (polars' own partitioned writes keep the column): polars lets the folder win silently."""
     for f in files:
         for part in f.relative_to(root).parts[:-1]:
-            key, _, value = part.partition("=")
-            if not _ or key not in columns:
+            key, equals, value = part.partition("=")
+            if not equals or key not in columns:
                 continue
             held = pl.read_parquet(f, columns=[key]).get_column(key).cast(pl.String).unique()
             if held.to_list() not in ([unquote(value)], []):

@@ -201,17 +201,17 @@ class NewId(Part):
         if s.dtype in (pl.String, pl.Categorical):
             text = s.cast(pl.String).drop_nulls()
             return cls(s.name, s.dtype, per_user, _unused_separator(text), 0)
-        if s.dtype.is_integer():
+        if not s.dtype.is_numeric():
+            return Nulls(s.name, s.dtype)
+        if s.dtype.is_integer():  # exactly: float64 loses integers past 2^53
             top = s.max()
-            return cls(s.name, s.dtype, per_user, None, (0 if top is None else int(top)) + 1,
-                       1 if per_user or per_real_user < 1 else _stride(per_real_user))
-        if s.dtype.is_numeric():
+            top = 0 if top is None else int(top)
+        else:
             values = to_float(s)
             values = values[np.isfinite(values)]
             top = int(np.floor(values.max())) if values.size else 0
-            return cls(s.name, s.dtype, per_user, None, top + 1,
-                       1 if per_user or per_real_user < 1 else _stride(per_real_user))
-        return Nulls(s.name, s.dtype)
+        stride = 1 if per_user or per_real_user < 1 else _stride(per_real_user)
+        return cls(s.name, s.dtype, per_user, None, top + 1, stride)
 
     def sample(self, batch: Batch, rng: np.random.Generator) -> pl.Series:
         if self.per_user:
