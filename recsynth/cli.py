@@ -16,6 +16,11 @@ from recsynth import __version__, io
 from recsynth.config import DEFAULT_KS, DEFAULT_RECOMMENDERS, EvalConfig, ModelConfig
 from recsynth.errors import DataError, GateFailed, RecsynthError, UsageError, first_line
 
+try:  # typer ≥ 0.26 vendors click; its parse errors derive from TyperException
+    from typer import TyperException as _ParseError
+except ImportError:  # an older typer over click (checked with typer 0.15)
+    from click import ClickException as _ParseError
+
 app = typer.Typer(
     name="recsynth",
     help="Learn synthetic user-item interaction logs from real ones, and score them.",
@@ -526,21 +531,29 @@ def augment(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one stderr line and an exit code (GUIDE §5).
 
-    Typer's standalone mode prints usage errors itself (exit 2); ours are caught here.
+    Typer runs without its standalone mode, so its usage errors reach us as exceptions and
+    print as one line (not a boxed usage panel that a cron log splits over six lines), and
+    the interrupt it reports as a returned 130 is named here.
     """
-    on_term = _terminate_as_interrupt()
+    terminated: list[bool] = []  # set by SIGTERM: typer reports both signals as code 130
+    on_term = _terminate_as_interrupt(terminated)
     try:
-        app(args=argv, prog_name="recsynth", standalone_mode=True)
+        code = app(args=argv, prog_name="recsynth", standalone_mode=False)
     except SystemExit as exc:
-        cause = _interrupt_in_chain(exc)  # typer turns Ctrl-C into Exit(130)
+        cause = _interrupt_in_chain(exc)
         if cause is not None:
-            return _interrupted(cause)
+            return _interrupted(isinstance(cause, Terminated))
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except _ParseError as exc:
+        return _parse_error(exc)
+    except typer.Abort:  # end of input at a prompt
+        stderr.print("recsynth: aborted", markup=False)
+        return 1
     except RecsynthError as exc:
         stderr.print(f"recsynth: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        return _interrupted(exc)
+        return _interrupted(isinstance(exc, Terminated))
     except Exception as exc:
         if os.environ.get("RECSYNTH_DEBUG"):
             traceback.print_exc()
@@ -551,7 +564,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
-    return 0
+    if code == 130:  # typer turns an interrupt inside a command into a returned 130
+        return _interrupted(bool(terminated))
+    return code if isinstance(code, int) else 0
+
+
+def _parse_error(exc: Any) -> int:
+    """A command-line error as one line; with no arguments at all typer has printed the
+    help (the error's message) already."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return exc.exit_code
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    message = " ".join(exc.format_message().split())
+    stderr.print(f"recsynth: error: {message}{hint}", markup=False, highlight=False,
+                 soft_wrap=True)
+    return exc.exit_code
 
 
 def _interrupt_in_chain(exc: BaseException) -> KeyboardInterrupt | None:
@@ -563,8 +591,8 @@ def _interrupt_in_chain(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
-def _interrupted(exc: KeyboardInterrupt) -> int:
-    if isinstance(exc, Terminated):
+def _interrupted(terminated: bool) -> int:
+    if terminated:
         stderr.print("recsynth: terminated", markup=False)
         return 143
     stderr.print("recsynth: interrupted", markup=False)
@@ -576,8 +604,9 @@ class Terminated(KeyboardInterrupt):
     and a fit leaves its last-epoch checkpoint."""
 
 
-def _terminate_as_interrupt() -> Any:
+def _terminate_as_interrupt(seen: list[bool]) -> Any:
     def handler(signum: int, frame: Any) -> None:
+        seen.append(True)
         raise Terminated()
 
     try:
