@@ -75,7 +75,7 @@ def render_evaluation(result: dict[str, Any], console: Console) -> None:
     ftable.add_column("value", justify="right")
     for key in ("activity_ks", "item_popularity_tvd", "item_popularity_js",
                 "item_popularity_gini_real", "item_popularity_gini_synthetic",
-                "inter_event_gap_ks", "cooccurrence_corr"):
+                "inter_event_gap_ks", "user_span_ks", "cooccurrence_corr"):
         if key in fid:
             ftable.add_row(key, _fmt(fid[key]))
     for name, col in fid.get("columns", {}).items():

@@ -28,9 +28,11 @@ How each column is generated, by role and level:
   whose values repeat (prices, quantities) only emit knot values (see
   `rowparts.Numeric`). NaN and +-inf count as missing (they come out null).
 - timestamp: a start per user from the quantiles of real users' first timestamps, then
-  pooled within-user gaps (a zero mass plus quantiles of positive gaps), on the real time
-  grid. A timeline that would end after the real maximum is shifted back; one longer than
-  the real window is compressed into it, so times stay within the real [min, max]. A
+  within-user gaps (a zero mass plus quantiles of positive gaps), on the real time grid;
+  where it fits the real spans better, gaps above a threshold are session breaks whose
+  per-user share (and tempo) follows real users of like activity (`timeline.Sessions`).
+  A timeline that would end after the real maximum is shifted back; one longer than the
+  real window is compressed into it, so times stay within the real [min, max]. A
   calibration chosen at fit time (see `timeline.Timeline`) then warps the times, or
   shifts each user's timeline, towards the real timestamp marginal. Rows whose real time
   is null have their share of rows set null at random.

@@ -192,6 +192,27 @@ def test_inter_event_gaps() -> None:
 
     assert _score(log(1), log(1), {})["inter_event_gap_ks"] == 0.0
     assert _score(log(1), log(2), {})["inter_event_gap_ks"] == 1.0
+    assert _score(log(1), log(1), {})["user_span_ks"] == 0.0
+    assert _score(log(1), log(2), {})["user_span_ks"] == 1.0
+
+
+def test_user_spans_differ_where_pooled_gaps_agree() -> None:
+    """Real users keep a tempo (gaps of 1 h or of 9 h); synthetic ones mix both: the pooled
+    gaps are identical, each user's span from first to last event is not."""
+    start = datetime(2024, 1, 1)
+
+    def log(gaps_per_user: list[tuple[int, int]]) -> pl.DataFrame:
+        users, times = [], []
+        for u, gaps in enumerate(gaps_per_user):
+            offsets = np.cumsum([0, *gaps])
+            users += [u] * 3
+            times += [start + timedelta(hours=int(h)) for h in offsets]
+        return pl.DataFrame({"user_id": users, "item_id": ["a"] * len(users),
+                             "timestamp": times})
+
+    out = _score(log([(1, 1)] * 4 + [(9, 9)] * 4), log([(1, 9)] * 8), {})
+    assert out["inter_event_gap_ks"] == 0.0
+    assert out["user_span_ks"] == 0.5  # spans 2 h and 18 h against 10 h for all
 
 
 def test_distribution_helpers() -> None:

@@ -480,7 +480,10 @@ def test_load_rejects_bad_repeats_and_timeline(fitted, tmp_path: Path):
     model, _ = fitted
     for key, field, bad in (("repeats", "user_factor", [1.0]),
                             ("timeline", "mode", "sideways"),
-                            ("timeline", "map_to", [0.0])):
+                            ("timeline", "map_to", [0.0]),
+                            ("timeline", "sessions", {"gap": 1.0, "edges": [],
+                                                      "share_knots": [[0.5]],
+                                                      "between_knots": []})):
         target = tmp_path / f"{key}-{field}"
         model.save(target)
         manifest = json.loads((target / MANIFEST).read_text())

@@ -93,6 +93,8 @@ def fidelity_metrics_with_distributions(
     pop_syn = _column_sums(syn_ui.matrix)
     gaps = (None, None) if time_col is None else (
         _gaps(real, user_col, time_col), _gaps(synthetic, user_col, time_col))
+    spans = (None, None) if time_col is None else (
+        _spans(real, user_col, time_col), _spans(synthetic, user_col, time_col))
     rates = cooccurrence_rates(real_ui.matrix, syn_ui.matrix)
     values = {name: _column_values(real, synthetic, name, kind, user_col, name in user_level)
               for name, kind in columns.items()}
@@ -105,6 +107,7 @@ def fidelity_metrics_with_distributions(
         "item_popularity_gini_real": gini(pop_real),
         "item_popularity_gini_synthetic": gini(pop_syn),
         "inter_event_gap_ks": _gap_ks(*gaps),
+        "user_span_ks": _gap_ks(*spans),
         "cooccurrence_corr": _rates_corr(rates),
         "columns": {name: _column_metric(*v) for name, v in values.items()},
     }
@@ -270,7 +273,19 @@ def _gaps(df: pl.DataFrame, user_col: str, time_col: str) -> np.ndarray:
     return gaps.drop_nulls().to_numpy()
 
 
+def _spans(df: pl.DataFrame, user_col: str, time_col: str) -> np.ndarray:
+    """Seconds from each user's first event to their last, for users with two or more:
+    pooled gaps can match while every synthetic history lasts days and the real ones an
+    evening."""
+    t = df.select(pl.col(user_col), epoch_seconds(df.get_column(time_col)).alias("__t"))
+    per_user = (t.drop_nulls("__t").group_by(user_col)
+                .agg((pl.col("__t").max() - pl.col("__t").min()).alias("span"),
+                     pl.len().alias("n")))
+    return per_user.filter(pl.col("n") >= 2).get_column("span").to_numpy()
+
+
 def _gap_ks(g_real: np.ndarray | None, g_syn: np.ndarray | None) -> float | None:
+    """KS of gaps (or spans) where each side has at least MIN_GAPS of them."""
     if g_real is None or g_syn is None:
         return None
     if len(g_real) < MIN_GAPS or len(g_syn) < MIN_GAPS:

@@ -252,7 +252,8 @@ def _fidelity(result: dict[str, Any], details: EvalDetails) -> str:
         parts.append(_figure(
             "gaps", plots.gap_hist(dist.gaps_real, dist.gaps_synthetic),
             f"Time from each event to the same user's next one (positive gaps; zero gaps are "
-            f"events in one session). KS {_fmt(fid['inter_event_gap_ks'])}."))
+            f"events in one session). KS {_fmt(fid['inter_event_gap_ks'])}; KS of each "
+            f"user's span from first to last event {_fmt(fid.get('user_span_ks'))}."))
     if dist.cooccurrence is not None:
         parts.append(_figure(
             "cooccurrence", plots.cooccurrence_scatter(*dist.cooccurrence),

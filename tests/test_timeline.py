@@ -1,0 +1,82 @@
+"""Synthetic timelines: per-user spans follow the real users', not only the pooled gaps."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import ks_2samp
+
+from recsynth import timeline as timeline_module
+from recsynth.timeline import Timeline
+
+HOUR = 3600 * 10**6  # the physical unit of a microsecond datetime
+
+
+def _log(n_users: int = 200, seed: int = 0) -> pl.DataFrame:
+    """Half the users binge (everything within minutes), half come back over weeks."""
+    rng = np.random.default_rng(seed)
+    start = datetime(2024, 1, 1)
+    users, times = [], []
+    for u in range(n_users):
+        n = int(rng.integers(5, 40))
+        unit = timedelta(minutes=1) if u % 2 else timedelta(days=1)
+        t = start + timedelta(days=float(rng.uniform(0, 300)))
+        for _ in range(n):
+            users.append(u)
+            times.append(t)
+            t += unit * float(rng.exponential(3.0))
+    return pl.DataFrame({"u": users, "t": times})
+
+
+def _first(frame: pl.DataFrame) -> np.ndarray:
+    u = frame.sort("u", "t").get_column("u").to_numpy()
+    first = np.ones(u.size, dtype=bool)
+    first[1:] = u[1:] != u[:-1]
+    return first
+
+
+def _spans(times: np.ndarray, first: np.ndarray) -> np.ndarray:
+    heads = np.flatnonzero(first)
+    ends = np.append(heads[1:] - 1, first.size - 1)
+    return times[ends] - times[heads]
+
+
+@pytest.mark.parametrize("score_rows", [None, 1_500])
+def test_spans_follow_the_real_users_not_the_pooled_gaps(score_rows: int | None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also when only a sample of whole users scores the candidates (large logs)."""
+    if score_rows is not None:
+        monkeypatch.setattr(timeline_module, "SCORE_ROWS", score_rows)
+    frame = _log()
+    first = _first(frame)
+    real = _spans(frame.sort("u", "t").get_column("t").to_physical().to_numpy(), first)
+    timeline = Timeline.fit(frame, "u", "t")
+    assert timeline is not None and timeline.sessions is not None
+    times, _ = timeline.draw(first, np.random.default_rng(1))
+    drawn = _spans(times, first)
+    short = 3 * HOUR
+    # pooled gaps gave every user some day-long gaps: none spanned under 3 h
+    assert np.mean(drawn < short) == pytest.approx(np.mean(real < short), abs=0.1)
+    assert ks_2samp(drawn, real).statistic < 0.2
+    gaps = np.diff(times)[~first[1:]]
+    real_gaps = np.diff(frame.sort("u", "t").get_column("t").to_physical().to_numpy())[~first[1:]]
+    assert ks_2samp(gaps, real_gaps).statistic < 0.1
+
+
+def test_sessions_survive_a_save_and_old_timelines_load_without() -> None:
+    frame = _log(120, seed=3)
+    first = _first(frame)
+    timeline = Timeline.fit(frame, "u", "t")
+    assert timeline is not None and timeline.sessions is not None
+    restored = Timeline.restore(timeline.meta())
+    a, _ = timeline.draw(first, np.random.default_rng(7))
+    b, _ = restored.draw(first, np.random.default_rng(7))
+    assert np.array_equal(a, b)
+    old = {k: v for k, v in timeline.meta().items() if k != "sessions"}
+    assert Timeline.restore(old).sessions is None  # a model saved before sessions
+    bad = {**timeline.meta(), "sessions": {**timeline.meta()["sessions"], "share_knots": [[0.5]]}}
+    with pytest.raises(ValueError, match="timeline: sessions"):
+        Timeline.restore(bad)
