@@ -232,8 +232,10 @@ def split(
     schema: SchemaFile = None,
     seed: Seed = 0,
     overwrite: Overwrite = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Split a log by user: every user's whole history lands on one side."""
+    from recsynth.progress import StageReporter
     from recsynth.schema import resolve_schema
     from recsynth.split import split_frame
 
@@ -245,11 +247,12 @@ def split(
     user = user_col or resolve_schema(lf, str(real), schema).user_col
     if user not in lf.collect_schema():
         raise DataError(f"{real}: column {user!r} given by --user-col not found")
-    train_lf, holdout_lf = split_frame(lf, user, holdout_frac, seed, str(real))
-    with io.atomic_path(train, overwrite) as tmp_train, \
-            io.atomic_path(holdout, overwrite) as tmp_holdout:
-        train_lf.sink_parquet(tmp_train)
-        holdout_lf.sink_parquet(tmp_holdout)
+    with StageReporter(stderr, quiet=quiet) as report:
+        train_lf, holdout_lf = split_frame(lf, user, holdout_frac, seed, str(real), report)
+        with io.atomic_path(train, overwrite) as tmp_train, \
+                io.atomic_path(holdout, overwrite) as tmp_holdout:
+            train_lf.sink_parquet(tmp_train)
+            holdout_lf.sink_parquet(tmp_holdout)
     typer.echo(train)
     typer.echo(holdout)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -22,7 +24,11 @@ def holdout_users(users: pl.Series, holdout_frac: float, seed: int) -> pl.Series
 
 
 def split_frame(lf: pl.LazyFrame, user_col: str, holdout_frac: float, seed: int,
-                source: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+                source: str, on_stage: Callable[[str], None] = lambda _: None
+                ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """(train, held-out) rows; `on_stage` hears what is being done (a large log is seconds
+    of reading before any row is written)."""
+    on_stage(f"reading the user keys of {source}")
     users = io.collect(lf.select(pl.col(user_col).unique()), source).get_column(user_col)
     if users.null_count():
         raise DataError(f"{source}: column {user_col!r} has null user keys")
@@ -30,5 +36,6 @@ def split_frame(lf: pl.LazyFrame, user_col: str, holdout_frac: float, seed: int,
         raise DataError(f"{source}: column {user_col!r}: need at least 2 users to split, "
                         f"found {len(users)}")
     held = holdout_users(users, holdout_frac, seed)
+    on_stage(f"writing {len(users) - len(held)} train users and {len(held)} held-out users")
     is_held = pl.col(user_col).is_in(held.implode())
     return lf.filter(~is_held), lf.filter(is_held)

@@ -199,6 +199,18 @@ def test_split_cli_refuses_existing_outputs(split_dir: Path, sample_path: Path,
     assert not (split_dir / "other.parquet").exists()
 
 
+def test_split_reports_progress_on_stderr_unless_quiet(sample_path: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    paths = [str(tmp_path / "train.parquet"), str(tmp_path / "holdout.parquet")]
+    args = ["split", str(sample_path), "--train", paths[0], "--holdout", paths[1]]
+    code, out, err = run(args, capsys)
+    assert code == 0 and out.splitlines() == paths
+    assert "reading the user keys" in err and "240 train users and 60 held-out users" in err
+    code, out, err = run([*args, "--overwrite", "-q"], capsys)
+    assert code == 0 and out.splitlines() == paths and err == ""
+
+
 def test_schema_cli_prints_json_and_toml(sample_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["schema", str(sample_path), "--format", "json"], capsys)
