@@ -39,7 +39,10 @@ from recsynth.report.training import write_training_png
 from recsynth.rowmodel import RowModel
 from recsynth.schema import Schema, schema_from_dict, schema_to_dict
 
-FORMAT_VERSION = 2  # 2: item space (head items + tail slots)
+# 2: item space (head items + tail slots); 3: timeline sessions, which a reader of format 2
+# would silently drop (its synthetic users would span far less time than real ones)
+FORMAT_VERSION = 3
+READABLE_FORMATS = (2, 3)  # a format-2 model loads as before: no sessions
 FILES = ("config.json", "weights.pt", "catalog.parquet", "manifest.json")
 
 
@@ -118,10 +121,11 @@ def load_model(directory: str | Path) -> Model:
     if not isinstance(meta, dict):
         raise DataError(f"{d / 'config.json'}: expected a JSON object, found "
                         f"{type(meta).__name__}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_FORMATS:
         raise DataError(f"{d / 'config.json'}: model format {meta.get('format_version')!r} "
                         f"from recsynth {meta.get('recsynth_version')}; this recsynth "
-                        f"({__version__}) reads format {FORMAT_VERSION}: refit the model")
+                        f"({__version__}) reads formats {', '.join(map(str, READABLE_FORMATS))}"
+                        ": refit the model")
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol it refuses
             warnings.simplefilter("ignore")

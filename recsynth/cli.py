@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             return _interrupted(isinstance(cause, Terminated))
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except _ParseError as exc:
-        return _parse_error(exc)
+        return _parse_error(exc, sys.argv[1:] if argv is None else argv)
     except typer.Abort:  # end of input at a prompt
         stderr.print("recsynth: aborted", markup=False)
         return 1
@@ -572,13 +572,20 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-def _parse_error(exc: Any) -> int:
+def _parse_error(exc: Any, argv: list[str]) -> int:
     """A command-line error as one line; with no arguments at all typer has printed the
-    help (the error's message) already."""
+    help (the error's message) already. Errors raised before a command's context exists
+    (an option missing its value) name the command from `argv`."""
     if type(exc).__name__ == "NoArgsIsHelpError":
         return exc.exit_code
     ctx = getattr(exc, "ctx", None)
-    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    if ctx is not None:
+        path = ctx.command_path
+    else:
+        names = {c.name or c.callback.__name__ for c in app.registered_commands
+                 if c.callback is not None}
+        path = " ".join(["recsynth", *[a for a in argv if a in names][:1]])
+    hint = f" (see `{path} --help`)"
     message = " ".join(exc.format_message().split())
     stderr.print(f"recsynth: error: {message}{hint}", markup=False, highlight=False,
                  soft_wrap=True)

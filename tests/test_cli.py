@@ -171,6 +171,7 @@ def test_bad_input_is_one_clear_line(case: str, split_dir: Path, tmp_path: Path,
     (["sampel"], "No such command 'sampel'", "recsynth --help"),
     (["fit"], "Missing argument", "recsynth fit"),
     (["split", "in.parquet", "--bogus"], "No such option: --bogus", "recsynth split"),
+    (["fit", "data.parquet", "--out"], "'--out' requires an argument", "recsynth fit"),
 ])
 def test_command_line_errors_are_one_line(args: list[str], fragment: str, hint: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -191,6 +191,26 @@ def test_damaged_model_directory_is_one_line_exit_3(model_dir: Path, tmp_path: P
     assert not out.exists()
 
 
+def test_format_2_models_load_without_sessions(model_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Models saved before timeline sessions (format 2) still sample; new ones say format 3,
+    which an older recsynth refuses instead of dropping the sessions."""
+    import shutil
+
+    assert json.loads((model_dir / "config.json").read_text())["format_version"] == 3
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    meta = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**meta, "format_version": 2}))
+    rows = json.loads((old / "rowmodel" / "rowmodel.json").read_text())
+    rows["timeline"].pop("sessions", None)
+    (old / "rowmodel" / "rowmodel.json").write_text(json.dumps(rows))
+    out = tmp_path / "syn.parquet"
+    code, _, err = run(["sample", str(old), "--users", "5", "--out", str(out), "-q"], capsys)
+    assert code == 0, err
+    assert pl.read_parquet(out)["user_id"].n_unique() == 5
+
+
 def test_interrupted_sample_leaves_no_output(model_dir: Path, tmp_path: Path, interrupt_batch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     interrupt_batch(2)

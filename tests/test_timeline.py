@@ -44,7 +44,7 @@ def _spans(times: np.ndarray, first: np.ndarray) -> np.ndarray:
     return times[ends] - times[heads]
 
 
-@pytest.mark.parametrize("score_rows", [None, 1_500])
+@pytest.mark.parametrize("score_rows", [None, 3000])
 def test_spans_follow_the_real_users_not_the_pooled_gaps(score_rows: int | None,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Also when only a sample of whole users scores the candidates (large logs)."""
@@ -80,3 +80,47 @@ def test_sessions_survive_a_save_and_old_timelines_load_without() -> None:
     bad = {**timeline.meta(), "sessions": {**timeline.meta()["sessions"], "share_knots": [[0.5]]}}
     with pytest.raises(ValueError, match="timeline: sessions"):
         Timeline.restore(bad)
+
+
+def test_activity_bins_hold_enough_users_despite_ties() -> None:
+    from recsynth.timeline import MIN_BIN_USERS, _bin_edges
+
+    log_n = np.log(np.array([2] * 49 + [3] * 2 + [10] * 149, dtype=np.float64))
+    edges = _bin_edges(log_n)
+    counts = np.bincount(np.searchsorted(edges, log_n, side="right"), minlength=edges.size + 1)
+    assert counts.sum() == 200 and counts.min() >= MIN_BIN_USERS  # was [49, 2, 0, 149]
+
+
+def test_long_tempos_in_nanoseconds_stay_in_the_window_and_in_order() -> None:
+    """Many breaks at a long tempo add up past 2^63 ns; the draw must not wrap around."""
+    from recsynth.rowvalues import GLOBAL_GRID, GLOBAL_KNOTS
+    from recsynth.timeline import Sessions
+
+    window = 30 * 365 * 86400 * 10**9
+    k = GLOBAL_KNOTS
+    sessions = Sessions(gap=3600e9, edges=np.empty(0), share_knots=np.full((1, k), 0.5),
+                        between_knots=np.linspace(1e15, 1e17, k),
+                        tempo_knots=np.full((1, k), np.log(50.0)))
+    timeline = Timeline(GLOBAL_GRID * window, 0.5, np.linspace(1e9, 1e11, k), 0, window,
+                        10**9, sessions=sessions)
+    first = np.zeros(200 * 2000, dtype=bool)
+    first[::2000] = True
+    times, _ = timeline.draw(first, np.random.default_rng(0))
+    assert times.min() >= 0 and times.max() <= window
+    assert (np.diff(times)[~first[1:]] >= 0).all()
+
+
+def test_damaged_session_knots_are_refused() -> None:
+    timeline = Timeline.fit(_log(120, seed=3), "u", "t")
+    assert timeline is not None and timeline.sessions is not None
+    meta = timeline.meta()
+    shares = np.asarray(meta["sessions"]["share_knots"])
+    three = np.concatenate([shares, shares[:1]])  # knots for three bins
+    for damage in ({"tempo_knots": np.full_like(shares, 800.0).tolist()},
+                   {"share_knots": np.full_like(shares, 2.0).tolist()},
+                   {"edges": [3.0, 2.0], "share_knots": three.tolist()}):
+        damaged = {**meta, "sessions": {**meta["sessions"], **damage}}
+        with pytest.raises(ValueError, match="timeline: session"):
+            Timeline.restore(damaged)
+    assert Timeline.restore({**meta, "sessions": {**meta["sessions"], "edges": [2.0, 3.0],
+                                                  "share_knots": three.tolist()}})
