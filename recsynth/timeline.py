@@ -13,6 +13,7 @@ from recsynth.rowvalues import GLOBAL_GRID, GLOBAL_KNOTS, ks_statistic
 
 SESSION_QUANTILES = (0.1, 0.5, 0.9, 0.95, 0.97)  # break thresholds tried, of positive gaps
 MAX_ACTIVITY_BINS = 4
+INT_SAFE = 2.0**62  # most a user's summed gaps may reach in int64 (see `_int_safe`)
 MAX_LOG_TEMPO = 50.0  # a saved tempo beyond e^±50 is damage, not a fit (exp overflows near 709)
 MIN_BIN_USERS = 50  # users (with two rows or more) behind each activity bin's knots
 # whole users, about this many rows, score the candidate timelines: scoring all of a 2 M-row
@@ -79,11 +80,8 @@ class Sessions:
         return cls(gap, edges, share_knots, np.quantile(between, GLOBAL_GRID), tempo_knots)
 
     def draw(self, first: np.ndarray, rng: np.random.Generator, within_zero: float,
-             within_knots: np.ndarray, step: int, window: int) -> np.ndarray:
-        """Gaps per row (0 at each user's first row), multiples of `step`. A user whose
-        gaps add up past `window` has them scaled into it here, in floats: a long tempo
-        times many breaks could pass 2^63 in a nanosecond column before `_raw` compresses
-        the timeline."""
+             within_knots: np.ndarray, step: int) -> np.ndarray:
+        """Gaps per row (0 at each user's first row), multiples of `step`."""
         m = first.size
         owner = np.cumsum(first) - 1
         n = np.bincount(owner, minlength=int(first.sum()))
@@ -99,8 +97,6 @@ class Sessions:
         drawn[within] = np.interp(u[2, within], GLOBAL_GRID, within_knots)
         drawn[breaks] = tau[owner[breaks]] * np.interp(u[2, breaks], GLOBAL_GRID,
                                                        self.between_knots)
-        total = np.bincount(owner, weights=drawn, minlength=n.size)
-        drawn *= np.minimum(1.0, window / np.maximum(total, 1.0))[owner]
         gaps = np.zeros(m, dtype=np.int64)
         positive = within | breaks
         gaps[positive] = np.maximum(np.rint(drawn[positive] / step), 1).astype(np.int64) * step
@@ -136,12 +132,33 @@ class Sessions:
         return cls(float(meta["gap"]), edges, share, between, tempo)
 
 
+def _int_safe(gaps: np.ndarray, owner: np.ndarray, n_users: int, step: int) -> np.ndarray:
+    """Gaps of users whose sum would pass INT_SAFE scaled down in proportion (in floats),
+    so their int64 running totals cannot wrap: a long tempo times many breaks, or pooled
+    gaps near a 30-year window, pass 2^63 in a nanosecond column. `_raw` compresses every
+    timeline longer than the window anyway; others are left exactly as drawn."""
+    total = np.bincount(owner, weights=gaps.astype(np.float64), minlength=n_users)
+    over = total > INT_SAFE
+    if not over.any():
+        return gaps
+    rows = over[owner]
+    out = gaps.copy()
+    scaled = gaps[rows] * (INT_SAFE / total[owner[rows]])
+    out[rows] = np.floor(scaled / step).astype(np.int64) * step
+    return out
+
+
 def _bin_edges(log_n: np.ndarray) -> np.ndarray:
     """Inner edges of up to MAX_ACTIVITY_BINS quantile bins of log row count, each holding
     at least MIN_BIN_USERS users: ties at a quantile (many users of 2 rows) would leave
-    a bin of a few users, so such a bin is merged into its neighbour."""
+    a bin of a few users, so such a bin is merged into its neighbour. An edge sits at
+    log(k - 0.5) for the least count k above it, not at log k, so no machine's rounding of
+    a log moves a user of k rows across it."""
+    if log_n.size == 0:
+        return np.empty(0)
     bins = max(1, min(MAX_ACTIVITY_BINS, log_n.size // MIN_BIN_USERS))
-    edges = np.unique(np.quantile(log_n, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    quantiles = np.quantile(log_n, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    edges = np.unique(np.log(np.ceil(np.exp(quantiles) - 1e-9) - 0.5))
     while edges.size:
         counts = np.bincount(np.searchsorted(edges, log_n, side="right"),
                              minlength=edges.size + 1)
@@ -308,8 +325,7 @@ class Timeline:
         heads = np.flatnonzero(first)
         u_start = rng.random(heads.size)
         if self.sessions is not None:
-            gaps = self.sessions.draw(first, rng, self.gap_zero, self.gap_knots, self.step,
-                                      self.tmax - self.tmin)
+            gaps = self.sessions.draw(first, rng, self.gap_zero, self.gap_knots, self.step)
         else:
             u_gap = rng.random((2, m))
             positive = ~first & (u_gap[0] >= self.gap_zero) & (self.gap_knots.size > 0)
@@ -320,7 +336,8 @@ class Timeline:
         if m == 0:
             return gaps
         owner = np.cumsum(first) - 1
-        running = np.cumsum(gaps)
+        gaps = _int_safe(gaps, owner, heads.size, self.step)
+        running = np.cumsum(gaps)  # wraps across users, not within one: offsets stay exact
         offset = running - running[heads][owner]
         span = offset[np.append(heads[1:] - 1, m - 1)]
         window = self.tmax - self.tmin

@@ -124,3 +124,35 @@ def test_damaged_session_knots_are_refused() -> None:
             Timeline.restore(damaged)
     assert Timeline.restore({**meta, "sessions": {**meta["sessions"], "edges": [2.0, 3.0],
                                                   "share_knots": three.tolist()}})
+
+
+def test_pooled_gaps_near_the_window_in_nanoseconds_do_not_wrap() -> None:
+    from recsynth.rowvalues import GLOBAL_GRID
+
+    window = 30 * 365 * 86400 * 10**9
+    timeline = Timeline(GLOBAL_GRID * window, 0.0, GLOBAL_GRID * window / 2, 0, window, 10**9)
+    first = np.zeros(200 * 60, dtype=bool)
+    first[::60] = True
+    times, _ = timeline.draw(first, np.random.default_rng(0))
+    assert times.min() >= 0 and times.max() <= window  # was -9.2e18: the sums wrapped
+    assert (np.diff(times)[~first[1:]] >= 0).all()
+
+
+def test_breaks_survive_compression_on_a_daily_grid() -> None:
+    """A user drawn longer than the window is compressed as a whole, so its breaks stay
+    longer than its within-session gaps (scaling each gap first made them all one day)."""
+    from recsynth.rowvalues import GLOBAL_GRID, GLOBAL_KNOTS
+    from recsynth.timeline import Sessions
+
+    day = 86400
+    k = GLOBAL_KNOTS
+    sessions = Sessions(gap=2.0 * day, edges=np.empty(0), share_knots=np.full((1, k), 0.2),
+                        between_knots=np.full(k, 30.0 * day))
+    timeline = Timeline(GLOBAL_GRID * 365 * day, 0.5, np.full(k, 1.0 * day), 0, 365 * day, day,
+                        sessions=sessions)
+    first = np.zeros(300, dtype=bool)
+    first[0] = True
+    times, _ = timeline.draw(first, np.random.default_rng(0))
+    gaps = np.diff(times)
+    assert times.max() - times.min() <= 365 * day
+    assert (gaps >= 5 * day).sum() >= 40  # the ~60 breaks, compressed from 30 days
