@@ -543,9 +543,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = app(args=argv, prog_name="recsynth", standalone_mode=False)
     except SystemExit as exc:
-        cause = _interrupt_in_chain(exc)
-        if cause is not None:
-            return _interrupted(isinstance(cause, Terminated))
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except _ParseError as exc:
         return _parse_error(exc, sys.argv[1:] if argv is None else argv)
@@ -590,15 +587,6 @@ def _parse_error(exc: Any, argv: list[str]) -> int:
     stderr.print(f"recsynth: error: {message}{hint}", markup=False, highlight=False,
                  soft_wrap=True)
     return exc.exit_code
-
-
-def _interrupt_in_chain(exc: BaseException) -> KeyboardInterrupt | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _interrupted(terminated: bool) -> int:

@@ -421,7 +421,7 @@ class Numeric(Part):
         n_null = np.bincount(items[known & ~ok], minlength=n_items)
         finite = v[ok]
         atomic = bool(finite.size) and np.unique(finite).size * ATOM_REPEATS <= finite.size
-        knots = item_knots(v[known & ok], items[known & ok], n, atomic, min_values=1)
+        knots = item_knots(v[known & ok], items[known & ok], n, atomic)
         rich_row = known & (n[np.maximum(items, 0)] >= MIN_ITEM_VALUES)
         pool = v[ok & ~rich_row]
         if pool.size < MIN_FALLBACK_VALUES:

@@ -15,7 +15,7 @@ import polars as pl
 
 ITEM_KNOTS = 33
 GLOBAL_KNOTS = 257
-MIN_ITEM_VALUES = 10  # items with fewer values share global knots
+MIN_ITEM_VALUES = 10  # items with fewer values mix their own knots with shared ones
 PRIOR = 2.0  # pseudo-count pulling an item's own counts towards the global ones
 MAX_RATING_LEVELS = 200
 ITEM_GRID = np.linspace(0.0, 1.0, ITEM_KNOTS)
@@ -180,11 +180,12 @@ def quantile_knots(ordered: np.ndarray, n: np.ndarray, grid: np.ndarray, atomic:
     return a + (pos - lo) * (b - a)
 
 
-def item_knots(values: np.ndarray, items: np.ndarray, n: np.ndarray, atomic: bool,
-               min_values: int = MIN_ITEM_VALUES) -> np.ndarray:
-    """ITEM_KNOTS quantiles per item with at least `min_values` values, else NaN."""
+def item_knots(values: np.ndarray, items: np.ndarray, n: np.ndarray, atomic: bool
+               ) -> np.ndarray:
+    """ITEM_KNOTS quantiles per item with any value, else NaN (rare items' knots are used
+    with a weight, see `rowparts.Numeric`)."""
     knots = np.full((n.size, ITEM_KNOTS), np.nan)
-    rich = np.flatnonzero(n >= min_values)
+    rich = np.flatnonzero(n >= 1)
     if rich.size == 0:
         return knots
     ordered = values[np.lexsort((values, items))]
