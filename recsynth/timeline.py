@@ -56,8 +56,9 @@ class Sessions:
     def fit(cls, first: np.ndarray, gaps: np.ndarray, gap: float, tempo: bool) -> Sessions:
         """From real rows grouped by user in time order (`first` per row) and the gaps
         between consecutive rows of a user (`gaps`, one per non-first row)."""
-        owner = (np.cumsum(first) - 1)[1:][~first[1:]]  # the user of each gap
-        n = np.bincount(np.cumsum(first) - 1)
+        row_owner = np.cumsum(first) - 1
+        owner = row_owner[1:][~first[1:]]  # the user of each gap
+        n = np.bincount(row_owner)
         breaks = gaps > gap
         multi = n >= 2
         log_n = np.log(n[multi])
@@ -253,8 +254,9 @@ class Timeline:
                      float(np.mean(gaps == 0)) if gaps.size else 1.0,
                      np.quantile(positive, GLOBAL_GRID) if positive.size else np.empty(0),
                      tmin, int(t.max()), step)
-        candidates = [pooled] + [pooled._in_sessions(first, gaps, q, tempo)
-                                 for q in SESSION_QUANTILES for tempo in (False, True)]
+        thresholds = np.quantile(positive, SESSION_QUANTILES) if positive.size else []
+        candidates = [pooled] + [pooled._in_sessions(first, gaps, float(h), tempo)
+                                 for h in thresholds for tempo in (False, True)]
         first_s, t_s = _whole_users(first, t, SCORE_ROWS)
         gaps_s = np.diff(t_s)[~first_s[1:]].astype(np.float64)
         draws = int(np.clip(CHECK_ROWS // max(first_s.size, 1), 1, CHECK_DRAWS))
@@ -265,14 +267,10 @@ class Timeline:
         # ties keep the earlier: pooled before sessions, "none" before "shift" and "warp"
         return min((o for o in options if o[1] <= allowed), key=lambda o: (o[2], o[1]))[0]
 
-    def _in_sessions(self, first: np.ndarray, gaps: np.ndarray, quantile: float, tempo: bool
+    def _in_sessions(self, first: np.ndarray, gaps: np.ndarray, threshold: float, tempo: bool
                      ) -> Timeline | None:
-        """This timeline with gaps above `quantile` of the positive ones as session breaks
-        (None where no gap is above it)."""
-        positive = gaps[gaps > 0]
-        if positive.size == 0:
-            return None
-        threshold = float(np.quantile(positive, quantile))
+        """This timeline with gaps above `threshold` as session breaks (None where no gap
+        is above it)."""
         if not (gaps > threshold).any():
             return None
         within = gaps[gaps <= threshold]

@@ -91,10 +91,9 @@ def fidelity_metrics_with_distributions(
     act_syn = _activity(synthetic, user_col)
     pop_real = _column_sums(real_ui.matrix)
     pop_syn = _column_sums(syn_ui.matrix)
-    gaps = (None, None) if time_col is None else (
-        _gaps(real, user_col, time_col), _gaps(synthetic, user_col, time_col))
-    spans = (None, None) if time_col is None else (
-        _spans(real, user_col, time_col), _spans(synthetic, user_col, time_col))
+    sides = [(None, None)] * 2 if time_col is None else [
+        _gaps_and_spans(frame, user_col, time_col) for frame in (real, synthetic)]
+    gaps, spans = zip(*sides, strict=True)  # (real, synthetic) each
     rates = cooccurrence_rates(real_ui.matrix, syn_ui.matrix)
     values = {name: _column_values(real, synthetic, name, kind, user_col, name in user_level)
               for name, kind in columns.items()}
@@ -262,26 +261,21 @@ def epoch_seconds(s: pl.Series) -> pl.Series:
     raise ValueError(f"column {s.name!r} ({dtype}) is not a date, datetime or number")
 
 
-def _gaps(df: pl.DataFrame, user_col: str, time_col: str) -> np.ndarray:
-    """Seconds between consecutive events of the same user, pooled over users."""
+def _gaps_and_spans(df: pl.DataFrame, user_col: str, time_col: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds between consecutive events of the same user, pooled over users; and from
+    each user's first event to their last, for users with two or more (pooled gaps can
+    match while every synthetic history lasts days and the real ones an evening)."""
     t = (
         df.select(pl.col(user_col), epoch_seconds(df.get_column(time_col)).alias("__t"))
         .drop_nulls("__t")
         .sort([user_col, "__t"])
     )
     gaps = t.select(pl.col("__t").diff().over(user_col).alias("gap")).get_column("gap")
-    return gaps.drop_nulls().to_numpy()
-
-
-def _spans(df: pl.DataFrame, user_col: str, time_col: str) -> np.ndarray:
-    """Seconds from each user's first event to their last, for users with two or more:
-    pooled gaps can match while every synthetic history lasts days and the real ones an
-    evening."""
-    t = df.select(pl.col(user_col), epoch_seconds(df.get_column(time_col)).alias("__t"))
-    per_user = (t.drop_nulls("__t").group_by(user_col)
-                .agg((pl.col("__t").max() - pl.col("__t").min()).alias("span"),
-                     pl.len().alias("n")))
-    return per_user.filter(pl.col("n") >= 2).get_column("span").to_numpy()
+    per_user = t.group_by(user_col).agg((pl.col("__t").max() - pl.col("__t").min())
+                                        .alias("span"), pl.len().alias("n"))
+    spans = per_user.filter(pl.col("n") >= 2).get_column("span").to_numpy()
+    return gaps.drop_nulls().to_numpy(), spans
 
 
 def _gap_ks(g_real: np.ndarray | None, g_syn: np.ndarray | None) -> float | None:
